@@ -1,0 +1,609 @@
+"""The AppTopology API (``apptopology.io/v1alpha1``) as pydantic models.
+
+This module is the single source of truth for the API: the CRD's OpenAPI schema is generated from it
+(see :mod:`apptopology.crdgen`), so field descriptions written here are what ``kubectl explain`` shows.
+It imports neither ``kopf`` nor ``kubernetes``: validation must behave the same in the CLI, in CI and
+in the operator.
+
+Cross-field rules that the CRD also enforces with CEL carry their CEL twin in ``json_schema_extra`` under
+``x-kubernetes-validations``, right next to the Python check, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+
+API_GROUP = "apptopology.io"
+API_VERSION = "v1alpha1"
+KIND = "AppTopology"
+PLURAL = "apptopologies"
+
+# Bounds keep CEL evaluation cost bounded in the API server and documents reviewable by humans.
+MAX_TIERS = 64
+MAX_FLOWS = 512
+MAX_PORTS = 32
+MAX_EXCEPT = 32
+MAX_LABELS = 32
+MAX_EXPRESSIONS = 16
+MAX_VALUES = 64
+MAX_DESCRIPTION = 512
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# IANA service name (RFC 6335) as Kubernetes validates container port names.
+IANA_SVC_NAME = r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"
+_IANA_RE = re.compile(IANA_SVC_NAME)
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _extra(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class _Strict(BaseModel):
+    """Base: unknown fields are errors (a typo like ``flowz`` must never be ignored silently)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def check_label_key(key: str) -> str | None:
+    """Return why ``key`` is not a valid Kubernetes label key, or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not prefix:
+        return f"label key {key!r}: empty prefix"
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix)):
+        return f"label key {key!r}: prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
+        return (
+            f"label key {key!r}: name must be 1-63 characters of alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def check_label_value(value: str) -> str | None:
+    """Return why ``value`` is not a valid Kubernetes label value, or None."""
+    if len(value) > 63 or not _LABEL_VALUE_RE.match(value):
+        return (
+            f"label value {value!r}: must be at most 63 characters of alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
+class LabelSelectorRequirement(_Strict):
+    """One matchExpressions entry of a standard Kubernetes label selector."""
+
+    key: str = Field(max_length=317, description="The label key the requirement applies to.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=MAX_VALUES,
+        description="Label values. Required and non-empty for In and NotIn; must be empty for Exists and "
+        "DoesNotExist.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+                " : (!has(self.values) || size(self.values) == 0)",
+                "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+            )
+        )
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        problem = check_label_key(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, v: list[str] | None) -> list[str] | None:
+        for item in v or []:
+            problem = check_label_value(item)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"values must be non-empty for operator {self.operator}")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"values must be empty for operator {self.operator}")
+        return self
+
+
+class LabelSelector(_Strict):
+    """A standard Kubernetes label selector. An empty selector ({}) selects everything in its scope."""
+
+    match_labels: dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]] | None = (
+        Field(
+            default=None,
+            alias="matchLabels",
+            max_length=MAX_LABELS,
+            description="Labels that must all be present with exactly these values.",
+        )
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None,
+        alias="matchExpressions",
+        max_length=MAX_EXPRESSIONS,
+        description="Requirements that must all hold (ANDed with matchLabels).",
+    )
+
+    @field_validator("match_labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (v or {}).items():
+            problem = check_label_key(key) or check_label_value(value)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The selector as the Kubernetes API spells it, empty parts dropped."""
+        out: dict[str, Any] = {}
+        if self.match_labels:
+            out["matchLabels"] = dict(sorted(self.match_labels.items()))
+        if self.match_expressions:
+            out["matchExpressions"] = [
+                {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})}
+                for e in self.match_expressions
+            ]
+        return out
+
+
+class Port(_Strict):
+    """A destination port. Without any ports a flow allows all ports and protocols."""
+
+    port: int | str = Field(
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="Port number (1-65535), or a named port (IANA service name such as 'http') that is "
+        "resolved on the destination pod's container ports.",
+    )
+    protocol: Literal["TCP", "UDP", "SCTP"] = Field(
+        default="TCP", description="TCP (default), UDP or SCTP."
+    )
+    end_port: StrictInt | None = Field(
+        default=None,
+        alias="endPort",
+        ge=1,
+        le=65535,
+        description="Last port of a range starting at port (inclusive). Only with a numeric port; must be "
+        ">= port.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "type(self.port) == int ? (self.port >= 1 && self.port <= 65535)"
+                " : self.port.matches('" + IANA_SVC_NAME + "') && self.port.matches('[a-z]')"
+                " && !self.port.contains('--')",
+                "port must be a number 1-65535 or an IANA service name (lowercase letters, digits and '-', "
+                "at most 15 characters, at least one letter)",
+                ".port",
+            ),
+            _cel(
+                "!has(self.endPort) || (type(self.port) == int && self.endPort >= self.port)",
+                "endPort requires a numeric port and must be >= port",
+                ".endPort",
+            ),
+        )
+    )
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, v: Any) -> int | str:
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            raise ValueError(f"port must be a number 1-65535 or a port name, not {v!r}")
+        if isinstance(v, int):
+            if not 1 <= v <= 65535:
+                raise ValueError(f"port {v} out of range 1-65535")
+            return v
+        if v.isdigit():
+            raise ValueError(f"port {v!r} is a quoted number; write it without quotes")
+        if not (_IANA_RE.match(v) and re.search("[a-z]", v) and "--" not in v):
+            raise ValueError(
+                f"port {v!r} is not a valid named port (IANA service name: lowercase letters, digits and "
+                "'-', at most 15 characters, at least one letter, no leading, trailing or double '-')"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _end_port(self) -> Port:
+        if self.end_port is not None:
+            if not isinstance(self.port, int):
+                raise ValueError("endPort requires a numeric port, not a named port")
+            if self.end_port < self.port:
+                raise ValueError(f"endPort {self.end_port} must be >= port {self.port}")
+        return self
+
+    def key(self) -> tuple[str, int, str, int]:
+        """Sort and dedup key: protocol, then numeric ports before names."""
+        if isinstance(self.port, int):
+            return (self.protocol, 0, f"{self.port:05d}", self.end_port or 0)
+        return (self.protocol, 1, self.port, 0)
+
+    def to_k8s(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"port": self.port, "protocol": self.protocol}
+        if self.end_port is not None:
+            out["endPort"] = self.end_port
+        return out
+
+    def label(self) -> str:
+        """Human form used in descriptions: ``TCP/8080``, ``TCP/8000-8100``, ``TCP/http``."""
+        rng = f"{self.port}-{self.end_port}" if self.end_port is not None else f"{self.port}"
+        return f"{self.protocol}/{rng}"
+
+
+class IPBlock(_Strict):
+    """A range of IP addresses (IPv4 or IPv6), typically outside the cluster."""
+
+    cidr: str = Field(max_length=64, description="The range in CIDR notation, e.g. 10.0.0.0/8 or 2001:db8::/32.")
+    except_: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        alias="except",
+        max_length=MAX_EXCEPT,
+        description="Sub-ranges of cidr to exclude; each must lie inside cidr and be of the same IP family.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel("isCIDR(self.cidr)", "cidr must be a valid CIDR such as 10.0.0.0/8", ".cidr"),
+            _cel(
+                "!has(self.except) || self.except.all(e, isCIDR(e) && isCIDR(self.cidr)"
+                " && cidr(self.cidr).containsCIDR(e))",
+                "every except entry must be a valid CIDR inside cidr",
+                ".except",
+            ),
+        )
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"cidr {v!r} is not a valid CIDR (e.g. 10.0.0.0/8 or 2001:db8::/32)") from None
+        if "/" not in v:
+            raise ValueError(f"cidr {v!r} needs a prefix length (e.g. {v}/32)")
+        return v
+
+    @model_validator(mode="after")
+    def _excepts(self) -> IPBlock:
+        net = ipaddress.ip_network(self.cidr, strict=False)
+        for i, entry in enumerate(self.except_ or []):
+            try:
+                sub = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"except[{i}]: {entry!r} is not a valid CIDR") from None
+            if "/" not in entry:
+                raise ValueError(f"except[{i}]: {entry!r} needs a prefix length")
+            if sub.version != net.version or not sub.subnet_of(net):  # type: ignore[arg-type]
+                raise ValueError(f"except[{i}]: {entry} is not inside cidr {self.cidr}")
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cidr": self.cidr}
+        if self.except_:
+            out["except"] = list(self.except_)
+        return out
+
+
+class Endpoint(_Strict):
+    """One side of a flow. Exactly one kind: a tier, an ipBlock, anywhere, or a cluster peer given by
+    namespaceSelector and/or podSelector."""
+
+    tier: str | None = Field(default=None, max_length=63, description="A tier declared in spec.tiers.")
+    ip_block: IPBlock | None = Field(default=None, alias="ipBlock", description="An IP range (CIDR).")
+    anywhere: StrictBool | None = Field(
+        default=None, description="true: any source or destination, inside or outside the cluster."
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        alias="namespaceSelector",
+        description="Namespaces of the peer. Alone: every pod of the matching namespaces. With podSelector: "
+        "the pods matching podSelector in the matching namespaces (AND).",
+    )
+    pod_selector: LabelSelector | None = Field(
+        default=None,
+        alias="podSelector",
+        description="Pods of the peer. Alone: pods of this topology's namespace. With namespaceSelector: "
+        "those pods in the matching namespaces (AND).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "(has(self.tier) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.anywhere) ? 1 : 0)"
+                " + ((has(self.namespaceSelector) || has(self.podSelector)) ? 1 : 0) == 1",
+                "exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set",
+            ),
+            _cel("!has(self.anywhere) || self.anywhere", "anywhere must be true when set", ".anywhere"),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Endpoint:
+        kinds = [
+            name
+            for name, present in (
+                ("tier", self.tier is not None),
+                ("ipBlock", self.ip_block is not None),
+                ("anywhere", self.anywhere is not None),
+                ("namespaceSelector/podSelector", self.namespace_selector is not None or self.pod_selector is not None),
+            )
+            if present
+        ]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                "exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set "
+                f"(found: {found})"
+            )
+        if self.anywhere is False:
+            raise ValueError("anywhere must be true when set (remove it to choose another endpoint)")
+        return self
+
+    def describe(self) -> str:
+        """Short human form for descriptions."""
+        if self.tier is not None:
+            return f"tier {self.tier}"
+        if self.ip_block is not None:
+            out = self.ip_block.cidr
+            if self.ip_block.except_:
+                out += " except " + ", ".join(self.ip_block.except_)
+            return out
+        if self.anywhere:
+            return "anywhere"
+        parts = []
+        if self.pod_selector is not None:
+            parts.append("pods " + describe_selector(self.pod_selector))
+        if self.namespace_selector is not None:
+            parts.append("namespaces " + describe_selector(self.namespace_selector))
+        else:
+            parts.append("in this namespace")
+        return " in ".join(parts[:2]) if self.namespace_selector is not None else " ".join(parts)
+
+
+def describe_selector(sel: LabelSelector) -> str:
+    """``{app=web,env in (a,b)}``; ``{}`` for everything."""
+    terms = [f"{k}={v}" for k, v in sorted((sel.match_labels or {}).items())]
+    for e in sel.match_expressions or []:
+        if e.operator == "Exists":
+            terms.append(e.key)
+        elif e.operator == "DoesNotExist":
+            terms.append(f"!{e.key}")
+        else:
+            op = "in" if e.operator == "In" else "notin"
+            terms.append(f"{e.key} {op} ({','.join(e.values or [])})")
+    return "{" + ",".join(terms) + "}"
+
+
+class Tier(_Strict):
+    """A named group of the application's pods."""
+
+    name: str = Field(
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Tier name, a DNS-1123 label (lowercase alphanumerics and '-'), unique in the topology. "
+        "Used in the generated policy name <topology>-tier-<name>.",
+    )
+    pod_selector: LabelSelector = Field(
+        alias="podSelector",
+        description="The tier's pods in this namespace (a standard label selector; {} = every pod of the "
+        "namespace).",
+    )
+
+
+class Flow(_Strict):
+    """Traffic allowed from one endpoint to another. At least one side must be a tier of this topology."""
+
+    from_: Endpoint = Field(alias="from", description="Where the traffic starts.")
+    to: Endpoint = Field(description="Where the traffic goes.")
+    ports: list[Port] | None = Field(
+        default=None,
+        max_length=MAX_PORTS,
+        description="Destination ports allowed. Omitted or empty: all ports and protocols.",
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION, description="Why this flow exists (human text)."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "has(self.from.tier) || has(self.to.tier)",
+                "a flow needs at least one tier endpoint (from.tier or to.tier)",
+            )
+        )
+    )
+
+    @model_validator(mode="after")
+    def _has_tier(self) -> Flow:
+        if self.from_.tier is None and self.to.tier is None:
+            raise ValueError("a flow needs at least one tier endpoint (from.tier or to.tier)")
+        return self
+
+
+class DefaultDeny(_Strict):
+    """Which pods and directions are isolated (denied unless a flow allows)."""
+
+    scope: Literal["Namespace", "Tiers"] = Field(
+        default="Namespace",
+        description="Namespace: isolate every pod of the namespace (one default-deny policy). Tiers: isolate "
+        "only the pods of the declared tiers; other pods are untouched.",
+    )
+    ingress: StrictBool = Field(default=True, description="Isolate incoming traffic.")
+    egress: StrictBool = Field(default=True, description="Isolate outgoing traffic.")
+
+
+DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+def _dns_ports() -> list[Port]:
+    return [Port(port=53, protocol="UDP"), Port(port=53, protocol="TCP")]
+
+
+class DNS(_Strict):
+    """DNS egress for isolated pods. Without it, name resolution fails as soon as egress is isolated."""
+
+    enabled: StrictBool = Field(default=True, description="Allow DNS egress (only emitted when egress is isolated).")
+    namespace_selector: LabelSelector | None = Field(
+        default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_NS),
+        alias="namespaceSelector",
+        description="Namespaces of the DNS servers (default: kube-system by its kubernetes.io/metadata.name "
+        "label).",
+    )
+    pod_selector: LabelSelector | None = Field(
+        default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_POD),
+        alias="podSelector",
+        description="DNS server pods within those namespaces (default: k8s-app=kube-dns). Combined with "
+        "namespaceSelector in one peer (AND).",
+    )
+    ports: list[Port] = Field(
+        default_factory=_dns_ports,
+        min_length=1,
+        max_length=MAX_PORTS,
+        description="DNS ports (default: 53/UDP and 53/TCP).",
+    )
+
+
+class Monitoring(_Strict):
+    """Lets a monitoring system (e.g. Prometheus) scrape the tiers' pods."""
+
+    enabled: StrictBool = Field(default=False, description="Emit the monitoring ingress rules.")
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        alias="namespaceSelector",
+        description="Namespaces of the monitoring system. Required when enabled.",
+    )
+    pod_selector: LabelSelector | None = Field(
+        default=None,
+        alias="podSelector",
+        description="Monitoring pods within those namespaces (AND with namespaceSelector). Optional.",
+    )
+    ports: list[Port] | None = Field(
+        default=None,
+        max_length=MAX_PORTS,
+        description="Ports scraped on the tiers' pods. Required when enabled.",
+    )
+    tiers: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=MAX_TIERS,
+        description="Tiers that may be scraped (default: every tier; never pods outside the tiers).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "!self.enabled || (has(self.namespaceSelector) && has(self.ports) && size(self.ports) > 0)",
+                "namespaceSelector and ports are required when monitoring is enabled",
+            )
+        )
+    )
+
+    @model_validator(mode="after")
+    def _required_when_enabled(self) -> Monitoring:
+        if self.enabled:
+            missing = []
+            if self.namespace_selector is None:
+                missing.append("namespaceSelector")
+            if not self.ports:
+                missing.append("ports")
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required when monitoring is enabled")
+        return self
+
+
+class AppTopologySpec(_Strict):
+    """An application's tiers and the flows allowed between them and to the outside."""
+
+    default_deny: DefaultDeny = Field(
+        default_factory=DefaultDeny,
+        alias="defaultDeny",
+        description="Isolation: which pods (scope) and which directions are denied unless a flow allows them.",
+    )
+    dns: DNS = Field(default_factory=DNS, description="DNS egress for isolated pods (on by default).")
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, description="Ingress from a monitoring system to the tiers (off by default)."
+    )
+    tiers: list[Tier] = Field(
+        min_length=1,
+        max_length=MAX_TIERS,
+        description="The application's tiers (at least one); names unique.",
+    )
+    flows: list[Flow] = Field(
+        default_factory=list,
+        max_length=MAX_FLOWS,
+        description="The allowed traffic. Everything not declared here (or by dns/monitoring) stays denied in "
+        "isolated directions.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "self.tiers.all(t, self.tiers.exists_one(u, u.name == t.name))",
+                "tier names must be unique",
+                ".tiers",
+            ),
+            _cel(
+                "!has(self.flows) || self.flows.all(f, (!has(f.from.tier) || self.tiers.exists(t, t.name == "
+                "f.from.tier)) && (!has(f.to.tier) || self.tiers.exists(t, t.name == f.to.tier)))",
+                "every flow tier endpoint must name a tier declared in spec.tiers",
+                ".flows",
+            ),
+            _cel(
+                "!has(self.monitoring) || !has(self.monitoring.tiers) || self.monitoring.tiers.all(m, "
+                "self.tiers.exists(t, t.name == m))",
+                "monitoring.tiers must name tiers declared in spec.tiers",
+                ".monitoring.tiers",
+            ),
+        )
+    )
+
+    def tier_names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the renderer uses; everything else Kubernetes puts there is tolerated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(max_length=63, pattern=DNS1123_LABEL)
+    namespace: str | None = Field(default=None, max_length=63, pattern=DNS1123_LABEL)
+    uid: str | None = None
+    generation: int | None = None
+
+
+class AppTopology(_Strict):
+    """An AppTopology document (``apptopology.io/v1alpha1``)."""
+
+    api_version: Literal["apptopology.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["AppTopology"]
+    metadata: ObjectMeta
+    spec: AppTopologySpec
+    status: dict[str, Any] | None = None

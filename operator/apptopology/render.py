@@ -1,0 +1,243 @@
+"""Render an AppTopology into the NetworkPolicies that enforce exactly its declared traffic.
+
+Pure and deterministic: the same topology always renders to the same list of plain dicts, in the same
+order, so GitOps diffs stay quiet and the operator can compare desired and live state.
+
+Policies produced (``N`` is the topology name):
+
+- ``N-default-deny``: scope Namespace only; ``podSelector: {}`` with the isolated directions.
+- ``N-allow-dns``: scope Namespace with egress isolated and DNS enabled; every pod may reach DNS.
+- ``N-tier-T``: the rules of tier T. In scope Tiers it also carries T's isolation (so it always exists,
+  and includes the DNS rule); in scope Namespace it exists only when T has rules.
+
+Only isolated directions get rules: a rule in a non-isolated direction would itself isolate the pod.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from .model import AppTopology, Endpoint, LabelSelector, Port
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "apptopology-operator"
+TOPOLOGY_LABEL = "apptopology.io/topology"
+DESCRIPTION_ANNOTATION = "apptopology.io/description"
+
+Peer = dict[str, Any]
+# A peer key of None stands for "any peer" (the rule omits from/to).
+PeerKey = str | None
+PortsKey = tuple[tuple[str, int, str, int], ...]  # () = all ports
+
+
+def policy_name(topology: str, suffix: str) -> str:
+    return f"{topology}-{suffix}"
+
+
+def tier_policy_name(topology: str, tier: str) -> str:
+    return policy_name(topology, f"tier-{tier}")
+
+
+def endpoint_peer(endpoint: Endpoint, tier_selectors: dict[str, LabelSelector]) -> Peer | None:
+    """The NetworkPolicyPeer for an endpoint; None means any peer.
+
+    namespaceSelector and podSelector always share ONE peer entry (AND); two entries would mean OR and
+    open the flow to every pod of the namespace and every matching namespace.
+    """
+    if endpoint.tier is not None:
+        return {"podSelector": tier_selectors[endpoint.tier].to_k8s()}
+    if endpoint.anywhere:
+        return None
+    if endpoint.ip_block is not None:
+        return {"ipBlock": endpoint.ip_block.to_k8s()}
+    peer: Peer = {}
+    if endpoint.namespace_selector is not None:
+        peer["namespaceSelector"] = endpoint.namespace_selector.to_k8s()
+    if endpoint.pod_selector is not None:
+        peer["podSelector"] = endpoint.pod_selector.to_k8s()
+    return peer
+
+
+def selector_peer(namespace_selector: LabelSelector | None, pod_selector: LabelSelector | None) -> Peer:
+    peer: Peer = {}
+    if namespace_selector is not None:
+        peer["namespaceSelector"] = namespace_selector.to_k8s()
+    if pod_selector is not None:
+        peer["podSelector"] = pod_selector.to_k8s()
+    return peer
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+class _Direction:
+    """Accumulates (peer, ports) grants for one direction of one tier, then merges them minimally."""
+
+    def __init__(self) -> None:
+        # peer key -> set of port keys; None in the set means "all ports" (absorbs the rest)
+        self.grants: dict[PeerKey, set[Any]] = defaultdict(set)
+        self.peers: dict[str, Peer] = {}
+        self.ports: dict[tuple[str, int, str, int], Port] = {}
+
+    def add(self, peer: Peer | None, ports: list[Port] | None) -> None:
+        key = None if peer is None else _canon(peer)
+        if peer is not None and key is not None:
+            self.peers[key] = peer
+        if not ports:
+            self.grants[key].add(None)
+            return
+        for port in ports:
+            self.ports[port.key()] = port
+            self.grants[key].add(port.key())
+
+    def rules(self, peer_field: str) -> list[dict[str, Any]]:
+        """Group peers with identical port sets into one rule; a peer with all ports gets no ``ports``.
+
+        Peers granted on exactly the same ports as "any peer" are subsumed by it and dropped.
+        """
+        by_ports: dict[PortsKey, set[PeerKey]] = defaultdict(set)
+        for peer_key, port_keys in self.grants.items():
+            ports_key: PortsKey = () if None in port_keys else tuple(sorted(port_keys))
+            by_ports[ports_key].add(peer_key)
+        rules = []
+        for ports_key in sorted(by_ports, key=lambda k: (len(k) > 0, k)):
+            peer_keys = by_ports[ports_key]
+            rule: dict[str, Any] = {}
+            if None not in peer_keys:
+                rule[peer_field] = [self.peers[k] for k in sorted(k for k in peer_keys if k is not None)]
+            if ports_key:
+                rule["ports"] = [self.ports[k].to_k8s() for k in ports_key]
+            rules.append(rule)
+        return rules
+
+    def __bool__(self) -> bool:
+        return bool(self.grants)
+
+
+def _unique_ports(ports: list[Port]) -> list[dict[str, Any]]:
+    return [p.to_k8s() for p in sorted({p.key(): p for p in ports}.values(), key=Port.key)]
+
+
+def _sentence(parts: list[str]) -> str:
+    return "; ".join(parts) + "." if parts else ""
+
+
+def _ports_text(ports: list[Port] | None) -> str:
+    if not ports:
+        return "all ports"
+    return ", ".join(p.label() for p in sorted(ports, key=Port.key))
+
+
+def _metadata(topology: AppTopology, name: str, description: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if topology.metadata.namespace:
+        meta["namespace"] = topology.metadata.namespace
+    meta["labels"] = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, TOPOLOGY_LABEL: topology.metadata.name}
+    meta["annotations"] = {DESCRIPTION_ANNOTATION: description}
+    return meta
+
+
+def _policy(topology: AppTopology, name: str, description: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(topology, name, description),
+        "spec": spec,
+    }
+
+
+def render(topology: AppTopology) -> list[dict[str, Any]]:
+    """All NetworkPolicies for ``topology``, in a stable order: default-deny, DNS, then tiers as declared."""
+    spec = topology.spec
+    name = topology.metadata.name
+    deny = spec.default_deny
+    namespace_scope = deny.scope == "Namespace"
+    types = [t for t, on in (("Ingress", deny.ingress), ("Egress", deny.egress)) if on]
+    dns_on = spec.dns.enabled and deny.egress
+    dns_peer = selector_peer(spec.dns.namespace_selector, spec.dns.pod_selector)
+    dns_text = f"DNS ({_ports_text(spec.dns.ports)})"
+    where = f"namespace {topology.metadata.namespace}" if topology.metadata.namespace else "the namespace"
+    selectors = {t.name: t.pod_selector for t in spec.tiers}
+
+    policies: list[dict[str, Any]] = []
+    if namespace_scope and types:
+        directions = " and ".join(t.lower() for t in types)
+        policies.append(
+            _policy(
+                topology,
+                policy_name(name, "default-deny"),
+                f"Topology {name}: deny all {directions} traffic of every pod in {where} unless another "
+                "policy allows it.",
+                {"podSelector": {}, "policyTypes": types},
+            )
+        )
+    if namespace_scope and dns_on:
+        policies.append(
+            _policy(
+                topology,
+                policy_name(name, "allow-dns"),
+                f"Topology {name}: every pod in {where} may reach {dns_text}.",
+                {
+                    "podSelector": {},
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {"to": [dns_peer], "ports": _unique_ports(spec.dns.ports)}
+                    ],
+                },
+            )
+        )
+
+    ingress: dict[str, _Direction] = {t: _Direction() for t in selectors}
+    egress: dict[str, _Direction] = {t: _Direction() for t in selectors}
+    said_in: dict[str, list[str]] = defaultdict(list)
+    said_out: dict[str, list[str]] = defaultdict(list)
+
+    for flow in spec.flows:
+        ports_text = _ports_text(flow.ports)
+        why = f" ({flow.description})" if flow.description else ""
+        if flow.to.tier is not None and deny.ingress:
+            ingress[flow.to.tier].add(endpoint_peer(flow.from_, selectors), flow.ports)
+            said_in[flow.to.tier].append(f"accept {flow.from_.describe()} on {ports_text}{why}")
+        if flow.from_.tier is not None and deny.egress:
+            egress[flow.from_.tier].add(endpoint_peer(flow.to, selectors), flow.ports)
+            said_out[flow.from_.tier].append(f"reach {flow.to.describe()} on {ports_text}{why}")
+
+    mon = spec.monitoring
+    if mon.enabled and deny.ingress:
+        mon_peer = selector_peer(mon.namespace_selector, mon.pod_selector)
+        mon_desc = "monitoring " + Endpoint(
+            namespaceSelector=mon.namespace_selector, podSelector=mon.pod_selector
+        ).describe()
+        for tier in mon.tiers if mon.tiers is not None else list(selectors):
+            ingress[tier].add(mon_peer, mon.ports)
+            said_in[tier].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
+
+    for tier in spec.tiers:
+        t = tier.name
+        tier_spec: dict[str, Any] = {"podSelector": tier.pod_selector.to_k8s()}
+        dns_here = dns_on and not namespace_scope
+        if dns_here:
+            egress[t].add(dns_peer, spec.dns.ports)
+            said_out[t].append(f"reach {dns_text}")
+        has_rules = bool(ingress[t]) or bool(egress[t])
+        if namespace_scope and not has_rules:
+            continue
+        if not types:
+            continue
+        tier_spec["policyTypes"] = types
+        if deny.ingress and ingress[t]:
+            tier_spec["ingress"] = ingress[t].rules("from")
+        if deny.egress and egress[t]:
+            tier_spec["egress"] = egress[t].rules("to")
+        parts = [*said_in[t], *said_out[t]]
+        isolation = "" if namespace_scope else f"isolate {' and '.join(x.lower() for x in types)}; "
+        text = f"Topology {name}, tier {t}: {isolation}{_sentence(parts) or 'no traffic allowed.'}"
+        policies.append(_policy(topology, tier_policy_name(name, t), text, tier_spec))
+    return policies
+
+
+def render_all(topologies: list[AppTopology]) -> list[dict[str, Any]]:
+    return [p for t in topologies for p in render(t)]
