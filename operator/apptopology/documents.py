@@ -69,7 +69,7 @@ def parse_documents(text: str, source: str) -> list[Document]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError([LocatedIssue(name, None, Issue("", f"not valid YAML: {where}{problem}"))]) from None
-    docs = []
+    docs: list[Document] = []
     for index, data in enumerate(loaded):
         if data is None:
             continue

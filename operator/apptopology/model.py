@@ -93,8 +93,7 @@ class LabelSelectorRequirement(_Strict):
     values: list[Annotated[str, Field(max_length=63)]] | None = Field(
         default=None,
         max_length=MAX_VALUES,
-        description="Label values. Required and non-empty for In and NotIn; must be empty for Exists and "
-        "DoesNotExist.",
+        description="Label values. Required and non-empty for In and NotIn; must be empty for Exists and DoesNotExist.",
     )
 
     model_config = ConfigDict(
@@ -136,13 +135,11 @@ class LabelSelectorRequirement(_Strict):
 class LabelSelector(_Strict):
     """A standard Kubernetes label selector. An empty selector ({}) selects everything in its scope."""
 
-    match_labels: dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]] | None = (
-        Field(
-            default=None,
-            alias="matchLabels",
-            max_length=MAX_LABELS,
-            description="Labels that must all be present with exactly these values.",
-        )
+    match_labels: dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        alias="matchLabels",
+        max_length=MAX_LABELS,
+        description="Labels that must all be present with exactly these values.",
     )
     match_expressions: list[LabelSelectorRequirement] | None = Field(
         default=None,
@@ -181,16 +178,13 @@ class Port(_Strict):
         description="Port number (1-65535), or a named port (IANA service name such as 'http') that is "
         "resolved on the destination pod's container ports.",
     )
-    protocol: Literal["TCP", "UDP", "SCTP"] = Field(
-        default="TCP", description="TCP (default), UDP or SCTP."
-    )
+    protocol: Literal["TCP", "UDP", "SCTP"] = Field(default="TCP", description="TCP (default), UDP or SCTP.")
     end_port: StrictInt | None = Field(
         default=None,
         alias="endPort",
         ge=1,
         le=65535,
-        description="Last port of a range starting at port (inclusive). Only with a numeric port; must be "
-        ">= port.",
+        description="Last port of a range starting at port (inclusive). Only with a numeric port; must be >= port.",
     )
 
     model_config = ConfigDict(
@@ -352,15 +346,17 @@ class Endpoint(_Strict):
                 ("tier", self.tier is not None),
                 ("ipBlock", self.ip_block is not None),
                 ("anywhere", self.anywhere is not None),
-                ("namespaceSelector/podSelector", self.namespace_selector is not None or self.pod_selector is not None),
+                (
+                    "namespaceSelector/podSelector",
+                    self.namespace_selector is not None or self.pod_selector is not None,
+                ),
             )
             if present
         ]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(
-                "exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set "
-                f"(found: {found})"
+                f"exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set (found: {found})"
             )
         if self.anywhere is False:
             raise ValueError("anywhere must be true when set (remove it to choose another endpoint)")
@@ -412,8 +408,7 @@ class Tier(_Strict):
     )
     pod_selector: LabelSelector = Field(
         alias="podSelector",
-        description="The tier's pods in this namespace (a standard label selector; {} = every pod of the "
-        "namespace).",
+        description="The tier's pods in this namespace (a standard label selector; {} = every pod of the namespace).",
     )
 
 
@@ -474,8 +469,7 @@ class DNS(_Strict):
     namespace_selector: LabelSelector | None = Field(
         default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_NS),
         alias="namespaceSelector",
-        description="Namespaces of the DNS servers (default: kube-system by its kubernetes.io/metadata.name "
-        "label).",
+        description="Namespaces of the DNS servers (default: kube-system by its kubernetes.io/metadata.name label).",
     )
     pod_selector: LabelSelector | None = Field(
         default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_POD),
@@ -548,7 +542,8 @@ class AppTopologySpec(_Strict):
     )
     dns: DNS = Field(default_factory=DNS, description="DNS egress for isolated pods (on by default).")
     monitoring: Monitoring = Field(
-        default_factory=Monitoring, description="Ingress from a monitoring system to the tiers (off by default)."
+        default_factory=Monitoring,
+        description="Ingress from a monitoring system to the tiers (off by default).",
     )
     tiers: list[Tier] = Field(
         min_length=1,

@@ -183,9 +183,7 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
                 {
                     "podSelector": {},
                     "policyTypes": ["Egress"],
-                    "egress": [
-                        {"to": [dns_peer], "ports": _unique_ports(spec.dns.ports)}
-                    ],
+                    "egress": [{"to": [dns_peer], "ports": _unique_ports(spec.dns.ports)}],
                 },
             )
         )
@@ -208,12 +206,13 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
     mon = spec.monitoring
     if mon.enabled and deny.ingress:
         mon_peer = selector_peer(mon.namespace_selector, mon.pod_selector)
-        mon_desc = "monitoring " + Endpoint(
-            namespaceSelector=mon.namespace_selector, podSelector=mon.pod_selector
-        ).describe()
-        for tier in mon.tiers if mon.tiers is not None else list(selectors):
-            ingress[tier].add(mon_peer, mon.ports)
-            said_in[tier].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
+        mon_desc = (
+            "monitoring "
+            + Endpoint(namespace_selector=mon.namespace_selector, pod_selector=mon.pod_selector).describe()
+        )
+        for scraped in mon.tiers if mon.tiers is not None else list(selectors):
+            ingress[scraped].add(mon_peer, mon.ports)
+            said_in[scraped].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
 
     for tier in spec.tiers:
         t = tier.name

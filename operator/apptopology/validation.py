@@ -65,7 +65,10 @@ def _message(err: ErrorDetails, model_fields: Mapping[str, Any] | None = None) -
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "name":
-        return f"{err['input']!r} is not a DNS-1123 label (lowercase alphanumerics and '-', starting and ending with an alphanumeric)"
+        return (
+            f"{err['input']!r} is not a DNS-1123 label "
+            "(lowercase alphanumerics and '-', starting and ending with an alphanumeric)"
+        )
     if kind in ("model_type", "dict_type"):
         return f"must be a mapping, not {type(err['input']).__name__}"
     if kind == "list_type":
@@ -138,7 +141,12 @@ def parse_topology(doc: Any) -> AppTopology:
     expected = f"{API_GROUP}/{API_VERSION}"
     if kind != KIND or api_version != expected:
         raise InvalidTopology(
-            [Issue("", f"not an AppTopology: apiVersion {api_version!r}, kind {kind!r} (expected {expected}, {KIND})")]
+            [
+                Issue(
+                    "",
+                    f"not an AppTopology: apiVersion {api_version!r}, kind {kind!r} (expected {expected}, {KIND})",
+                )
+            ]
         )
     try:
         topology = AppTopology.model_validate(doc)
