@@ -227,9 +227,9 @@ class Port(_Strict):
     def _end_port(self) -> Port:
         if self.end_port is not None:
             if not isinstance(self.port, int):
-                raise ValueError("endPort requires a numeric port, not a named port")
+                raise ValueError("endPort: requires a numeric port, not a named port")
             if self.end_port < self.port:
-                raise ValueError(f"endPort {self.end_port} must be >= port {self.port}")
+                raise ValueError(f"endPort: {self.end_port} must be >= port {self.port}")
         return self
 
     def key(self) -> tuple[str, int, str, int]:

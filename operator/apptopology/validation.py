@@ -8,6 +8,7 @@ point at the exact offending field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .model import API_GROUP, API_VERSION, KIND, AppTopology, AppTopologySpec
+from .model import API_GROUP, API_VERSION, KIND, AppTopology
 
 
 @dataclass(frozen=True, order=True)
@@ -100,37 +101,65 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str] | None:
     return [(f.alias or n) for n, f in model.model_fields.items()]
 
 
+# A model validator may name the sub-field it complains about: "except[1]: ..." moves into the path.
+_SUBPATH = re.compile(r"^([A-Za-z]+(?:\[\d+\])?): (.*)$", re.S)
+
+
 def pydantic_issues(exc: ValidationError) -> list[Issue]:
     issues = []
     for err in exc.errors():
         loc = _user_loc(tuple(err["loc"]))
         fields = _fields_at(loc) if err["type"] == "extra_forbidden" else None
-        issues.append(Issue(format_path(loc), _message(err, dict.fromkeys(fields) if fields else None)))
-    return sorted(set(issues), key=lambda i: (i.path, i.message))
-
-
-def semantic_issues(spec: AppTopologySpec) -> list[Issue]:
-    """Cross-field rules: unique tier names and references to declared tiers."""
-    issues: list[Issue] = []
-    names = spec.tier_names()
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name in seen:
-            issues.append(Issue(f"spec.tiers[{i}].name", f"duplicate tier {name!r} (also spec.tiers[{seen[name]}])"))
-        seen.setdefault(name, i)
-    declared = ", ".join(sorted(seen))
-
-    def unknown(path: str, name: str) -> Issue:
-        return Issue(path, f"unknown tier {name!r} (declared: {declared})")
-
-    for i, flow in enumerate(spec.flows):
-        for side, endpoint in (("from", flow.from_), ("to", flow.to)):
-            if endpoint.tier is not None and endpoint.tier not in seen:
-                issues.append(unknown(f"spec.flows[{i}].{side}.tier", endpoint.tier))
-    for i, name in enumerate(spec.monitoring.tiers or []):
-        if name not in seen:
-            issues.append(unknown(f"spec.monitoring.tiers[{i}]", name))
+        path = format_path(loc)
+        message = _message(err, dict.fromkeys(fields) if fields else None)
+        sub = _SUBPATH.match(message) if err["type"] == "value_error" else None
+        if sub:
+            path = f"{path}.{sub.group(1)}" if path else sub.group(1)
+            message = sub.group(2)
+        issues.append(Issue(path, message))
     return issues
+
+
+def semantic_issues(spec: Any) -> list[Issue]:
+    """Cross-field rules: unique tier names and references to declared tiers.
+
+    Works on the raw spec, defensively, so these issues are reported together with schema issues
+    of the same document instead of one round trip later.
+    """
+    if not isinstance(spec, dict):
+        return []
+    issues: list[Issue] = []
+    tiers = spec.get("tiers") if isinstance(spec.get("tiers"), list) else []
+    seen: dict[str, int] = {}
+    for i, tier in enumerate(tiers):
+        name = tier.get("name") if isinstance(tier, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            issues.append(Issue(f"spec.tiers[{i}].name", f'duplicate tier "{name}" (also spec.tiers[{seen[name]}])'))
+        seen.setdefault(name, i)
+    declared = ", ".join(sorted(seen)) or "none"
+
+    def check(path: str, name: Any) -> None:
+        if isinstance(name, str) and name not in seen:
+            issues.append(Issue(path, f'unknown tier "{name}" (declared: {declared})'))
+
+    flows = spec.get("flows") if isinstance(spec.get("flows"), list) else []
+    for i, flow in enumerate(flows):
+        for side in ("from", "to"):
+            endpoint = flow.get(side) if isinstance(flow, dict) else None
+            if isinstance(endpoint, dict) and "tier" in endpoint:
+                check(f"spec.flows[{i}].{side}.tier", endpoint["tier"])
+    monitoring = spec.get("monitoring")
+    scraped = monitoring.get("tiers") if isinstance(monitoring, dict) else None
+    for i, name in enumerate(scraped if isinstance(scraped, list) else []):
+        check(f"spec.monitoring.tiers[{i}]", name)
+    return issues
+
+
+def _path_order(issue: Issue) -> tuple[Any, ...]:
+    """Document order: spec.flows[2] before spec.flows[10]."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[\[\].]+", issue.path) if p), issue.message
 
 
 def parse_topology(doc: Any) -> AppTopology:
@@ -148,13 +177,13 @@ def parse_topology(doc: Any) -> AppTopology:
                 )
             ]
         )
+    issues = semantic_issues(doc.get("spec"))
     try:
         topology = AppTopology.model_validate(doc)
     except ValidationError as exc:
-        raise InvalidTopology(pydantic_issues(exc)) from None
-    issues = semantic_issues(topology.spec)
+        issues = [*issues, *pydantic_issues(exc)]
     if issues:
-        raise InvalidTopology(issues)
+        raise InvalidTopology(sorted(set(issues), key=_path_order))
     return topology
 
 
