@@ -129,9 +129,9 @@ def semantic_issues(spec: Any) -> list[Issue]:
     if not isinstance(spec, dict):
         return []
     issues: list[Issue] = []
-    tiers = spec.get("tiers") if isinstance(spec.get("tiers"), list) else []
+    tiers = spec.get("tiers")
     seen: dict[str, int] = {}
-    for i, tier in enumerate(tiers):
+    for i, tier in enumerate(tiers if isinstance(tiers, list) else []):
         name = tier.get("name") if isinstance(tier, dict) else None
         if not isinstance(name, str):
             continue
@@ -144,8 +144,8 @@ def semantic_issues(spec: Any) -> list[Issue]:
         if isinstance(name, str) and name not in seen:
             issues.append(Issue(path, f'unknown tier "{name}" (declared: {declared})'))
 
-    flows = spec.get("flows") if isinstance(spec.get("flows"), list) else []
-    for i, flow in enumerate(flows):
+    flows = spec.get("flows")
+    for i, flow in enumerate(flows if isinstance(flows, list) else []):
         for side in ("from", "to"):
             endpoint = flow.get(side) if isinstance(flow, dict) else None
             if isinstance(endpoint, dict) and "tier" in endpoint:
