@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT, invalid_cases
 
 from apptopology.cli import main
+from conftest import EXAMPLES, ROOT, invalid_cases
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import example_documents, invalid_cases
 
 from apptopology.model import AppTopology
 from apptopology.validation import InvalidTopology, parse_topology
+from conftest import example_documents, invalid_cases
 
 
 @pytest.mark.parametrize(("name", "doc"), example_documents(), ids=lambda v: v if isinstance(v, str) else "")
