@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from apptopology.cli import main
-from conftest import EXAMPLES, ROOT, invalid_cases
+from shared import EXAMPLES, ROOT, invalid_cases
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from apptopology.cli import dump_yaml
 from apptopology.documents import load_topologies
 from apptopology.render import MANAGED_BY_LABEL, TOPOLOGY_LABEL, render
 from apptopology.validation import parse_topology
-from conftest import EXAMPLES
+from shared import EXAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("APPTOPOLOGY_UPDATE_GOLDEN") == "1"

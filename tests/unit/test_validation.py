@@ -8,7 +8,7 @@ import pytest
 
 from apptopology.model import AppTopology
 from apptopology.validation import InvalidTopology, parse_topology
-from conftest import example_documents, invalid_cases
+from shared import example_documents, invalid_cases
 
 
 @pytest.mark.parametrize(("name", "doc"), example_documents(), ids=lambda v: v if isinstance(v, str) else "")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository layout and the shared invalid-input cases."""
+"""Shared test helpers: the repository layout, the examples, and the shared invalid-input cases."""
 
 from __future__ import annotations
 
