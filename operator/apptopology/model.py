@@ -174,7 +174,8 @@ class Port(_Strict):
     """A destination port. Without any ports a flow allows all ports and protocols."""
 
     port: int | str = Field(
-        json_schema_extra={"x-kubernetes-int-or-string": True},
+        # maxLength bounds the cost of the CEL regex below (IANA names have at most 15 characters).
+        json_schema_extra={"x-kubernetes-int-or-string": True, "maxLength": 15},
         description="Port number (1-65535), or a named port (IANA service name such as 'http') that is "
         "resolved on the destination pod's container ports.",
     )
@@ -565,8 +566,8 @@ class AppTopologySpec(_Strict):
                 ".tiers",
             ),
             _cel(
-                "!has(self.flows) || self.flows.all(f, (!has(f.from.tier) || self.tiers.exists(t, t.name == "
-                "f.from.tier)) && (!has(f.to.tier) || self.tiers.exists(t, t.name == f.to.tier)))",
+                "!has(self.flows) || self.flows.all(f, (!has(f.from.tier) || f.from.tier in self.tiers.map(t, t.name))"
+                " && (!has(f.to.tier) || f.to.tier in self.tiers.map(t, t.name)))",
                 "every flow tier endpoint must name a tier declared in spec.tiers",
                 ".flows",
             ),

@@ -52,7 +52,8 @@ class Owner:
             "name": self.name,
             "uid": self.uid,
             "controller": True,
-            "blockOwnerDeletion": True,
+            # No blockOwnerDeletion: with it, clusters enforcing OwnerReferencesPermissionEnforcement would
+            # demand update on apptopologies/finalizers, a permission we otherwise never need.
         }
 
 

