@@ -7,16 +7,22 @@ CI logs and pull-request reviews are read by people, not debuggers.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import yaml
 
 from . import __version__
-from .documents import InputError, load_topologies
-from .render import render_all
+from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
+from .documents import InputError, load_documents, load_topologies
+from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
+from .render import render, render_all
+from .validation import InvalidTopology
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -74,14 +80,212 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def _add_file(p: argparse.ArgumentParser) -> None:
+def _inventory(args: argparse.Namespace) -> Inventory | None:
+    """--inventory files/directories, or --cluster (the kubeconfig's cluster), or None (synthesized)."""
+    if getattr(args, "cluster", False):
+        from .kube import cluster_manifests  # kubernetes loads only when asked for a live cluster
+
+        manifests = cluster_manifests()
+    elif getattr(args, "inventory", None):
+        manifests = [d.data for d in load_documents(args.inventory)]
+    else:
+        return None
+    try:
+        return inventory_from_manifests(manifests)
+    except ValueError as exc:
+        raise AnalysisError(f"inventory: {exc}") from None
+
+
+def _subject(sources: list[str], args: argparse.Namespace) -> Subject:
+    docs = [d.data for d in load_documents(sources)]
+    try:
+        return subject(docs, _inventory(args))
+    except InvalidTopology as exc:
+        raise AnalysisError("; ".join(str(i) for i in exc.issues)) from None
+
+
+def _ports_cell(ports: PortSet) -> str:
+    return "-" if ports.is_empty else str(ports)
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    subj = _subject(args.filename, args)
+    if args.source or args.destination or args.port:
+        if not (args.source and args.destination and args.port):
+            raise AnalysisError("--from, --to and --port go together")
+        number, _, protocol = args.port.partition("/")
+        if not number.isdigit():
+            raise AnalysisError(f"--port {args.port!r}: expected PORT or PORT/PROTOCOL, e.g. 8080/TCP")
+        verdict = explain_one(subj, args.source, args.destination, int(number), (protocol or "TCP").upper())
+        if args.output == "json":
+            print(json.dumps(verdict_json(verdict), indent=2))
+        else:
+            print(verdict)
+        return EXIT_OK
+    sources, destinations, cells = matrix(subj)
+    home = subj.topologies[0].metadata.namespace if len(subj.topologies) == 1 else None
+    names = {e: display_name(e, home) for e in [*sources, *destinations]}
+    if args.output == "json":
+        items = [
+            {"from": names[s], "to": names[d], "ports": str(p), "allowed": not p.is_empty}
+            for (s, d), p in cells.items()
+        ]
+        print(json.dumps(items, indent=2))
+        return EXIT_OK
+    if args.output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["from", "to", "ports"])
+        for (s, d), p in cells.items():
+            writer.writerow([names[s], names[d], _ports_cell(p)])
+        return EXIT_OK
+    header = ["from \\ to", *[names[d] for d in destinations]]
+    rows = [header] + [
+        [names[s], *[(_ports_cell(cells[s, d]) if (s, d) in cells else "") for d in destinations]] for s in sources
+    ]
+    if args.output == "md":
+        print("| " + " | ".join(c.replace("|", "\\|") for c in header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows[1:]:
+            print("| " + " | ".join(c or " " for c in row) + " |")
+        return EXIT_OK
+    _table(rows, sys.stdout)
+    if subj.synthesized:
+        print("\n(inventory synthesized from the input: one pod per tier and peer, plus stand-ins for the rest)")
+    return EXIT_OK
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    def direction(d: DirectionVerdict) -> dict[str, Any]:
+        return {
+            "allowed": d.allowed,
+            "status": d.status,
+            "allowedBy": [str(r) for r in d.allowing_rules],
+            "isolatedBy": [str(p) for p in d.isolating_policies],
+            "reason": str(d),
+        }
+
+    return {
+        "allowed": verdict.allowed,
+        "from": verdict.source,
+        "to": verdict.destination,
+        "port": verdict.port,
+        "protocol": verdict.protocol,
+        "egress": direction(verdict.egress),
+        "ingress": direction(verdict.ingress),
+        "reasons": list(verdict.reasons),
+    }
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    topologies = load_topologies(args.filename)
+    given = [d.data for d in load_documents(args.policies)] if args.policies else None
+    inventory = _inventory(args)
+    failures = 0
+    for topology in topologies:
+        if given is None:
+            policies = render(topology)
+        else:
+            ns = topology.metadata.namespace
+            policies = [
+                p
+                for p in given
+                if isinstance(p, dict)
+                and p.get("kind") == "NetworkPolicy"
+                and (p.get("metadata") or {}).get("namespace", ns) == ns
+            ]
+        for p in policies:
+            p.setdefault("metadata", {}).setdefault("namespace", topology.metadata.namespace or "default")
+        differences = verify(topology, policies, inventory)
+        name = topology.metadata.name
+        if differences:
+            failures += 1
+            print(f"FAIL: {name}: {len(differences)} differences between the policies and the topology")
+            for d in differences:
+                for line in d.lines():
+                    print(f"  {line}")
+        else:
+            print(f"OK: {name}: the policies allow exactly the declared connectivity ({len(policies)} policies)")
+    return EXIT_INVALID if failures else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    old = _subject([args.old], args)
+    new = _subject([args.new], args)
+    changes = diff(old, new)
+    if args.output == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "from": c.source,
+                        "to": c.destination,
+                        "added": str(c.added) if not c.added.is_empty else None,
+                        "removed": str(c.removed) if not c.removed.is_empty else None,
+                    }
+                    for c in changes
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for c in changes:
+            if not c.added.is_empty:
+                print(f"+ {c.source} -> {c.destination}: {c.added}")
+            if not c.removed.is_empty:
+                print(f"- {c.source} -> {c.destination}: {c.removed}")
+        if not changes:
+            print("no change in connectivity")
+    return 1 if changes else EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .graph import dot, mermaid
+
+    topologies = load_topologies(args.filename)
+    if args.output == "mermaid":
+        sys.stdout.write("\n".join(mermaid(t) for t in topologies))
+        return EXIT_OK
+    text = "".join(dot(t) for t in topologies)
+    if args.output == "dot":
+        sys.stdout.write(text)
+        return EXIT_OK
+    graphviz = shutil.which("dot")
+    if graphviz is None:
+        raise AnalysisError("-o svg needs Graphviz's `dot` on PATH (e.g. apt-get install graphviz); use -o dot")
+    svg = subprocess.run([graphviz, "-Tsvg"], input=text, capture_output=True, text=True, check=False)
+    if svg.returncode != 0:
+        raise AnalysisError(f"dot failed: {svg.stderr.strip()}")
+    sys.stdout.write(svg.stdout)
+    return EXIT_OK
+
+
+def _add_inventory(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--inventory",
+        action="append",
+        metavar="PATH",
+        help="Namespace, Pod and workload manifests (files or directories; repeatable). "
+        "Default: an inventory synthesized from the input",
+    )
+    p.add_argument("--cluster", action="store_true", help="read namespaces and pods from the kubeconfig's cluster")
+
+
+def _add_file(p: argparse.ArgumentParser, what: str = "AppTopology documents") -> None:
     p.add_argument(
         "-f",
         "--filename",
         action="append",
         required=True,
         metavar="FILE",
-        help="file or directory with AppTopology documents ('-' for stdin); repeatable",
+        help=f"file or directory with {what} ('-' for stdin); repeatable",
     )
 
 
@@ -120,13 +324,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_run)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser(
+        "explain", help="who can talk to whom: the connectivity matrix, or why one connection is allowed"
+    )
+    _add_file(p, "AppTopology documents (rendered first) or NetworkPolicy manifests")
+    _add_inventory(p)
+    p.add_argument("--from", dest="source", metavar="SRC", help="NAMESPACE/POD, a tier name, or an IP address")
+    p.add_argument("--to", dest="destination", metavar="DST", help="NAMESPACE/POD, a tier name, or an IP address")
+    p.add_argument("--port", metavar="PORT[/PROTOCOL]", help="e.g. 8080 or 53/UDP")
+    p.add_argument("-o", "--output", choices=["table", "json", "csv", "md"], default="table")
+    p.set_defaults(func=cmd_explain, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser("verify", help="prove the policies give exactly the declared connectivity")
+    _add_file(p)
+    p.add_argument(
+        "--policies",
+        action="append",
+        metavar="PATH",
+        help="NetworkPolicy manifests to check instead of the rendered ones (e.g. hand-written policies)",
+    )
+    _add_inventory(p)
+    p.set_defaults(func=cmd_verify, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser("diff", help="connectivity added and removed between two revisions")
+    p.add_argument("old", metavar="OLD", help="topologies or policies before")
+    p.add_argument("new", metavar="NEW", help="topologies or policies after")
+    _add_inventory(p)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_diff, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser("graph", help="draw the topology (Mermaid, Graphviz DOT, or SVG through Graphviz)")
+    _add_file(p)
+    p.add_argument("-o", "--output", choices=["mermaid", "dot", "svg"], default="mermaid")
+    p.set_defaults(func=cmd_graph, error_exit=EXIT_USAGE)
     return parser
-
-
-# Later commands (explain, verify, diff, graph) register themselves here without touching the core ones.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except InputError as exc:
         report(exc, sys.stderr)
-        return EXIT_INVALID
+        return int(getattr(args, "error_exit", EXIT_INVALID))
+    except AnalysisError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

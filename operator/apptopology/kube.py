@@ -93,3 +93,16 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
+
+
+def cluster_manifests() -> list[dict[str, Any]]:
+    """Namespaces and Pods of the kubeconfig's cluster, as manifests, for `explain --cluster`."""
+    load_config()
+    core = client.CoreV1Api()
+    namespaces = _json(core.list_namespace(_preload_content=False)).get("items") or []
+    pods = _json(core.list_pod_for_all_namespaces(_preload_content=False)).get("items") or []
+    for item in namespaces:
+        item["kind"] = "Namespace"
+    for item in pods:
+        item["kind"] = "Pod"
+    return [*namespaces, *pods]

@@ -1,0 +1,310 @@
+"""Connectivity questions over topologies and policies: the matrix, one verdict, verify, diff.
+
+Pure glue between the renderer (topology -> policies), the evaluator (policies -> connectivity) and the
+intent (topology -> declared connectivity). The CLI formats what these functions return.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .evaluator import Endpoint, Evaluator, External, Inventory, Namespace, Pod, PortSet, Verdict, parse_policies
+from .evaluator import NetworkPolicy as ParsedPolicy
+from .intent import Intent, satisfying_labels, synthesize
+from .model import AppTopology, LabelSelector
+from .render import render
+
+
+class AnalysisError(ValueError):
+    """Input that cannot be analysed (unknown endpoint, malformed policy, ...): exit code 2."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a command analyses: policies, the topologies they came from (if any), and an inventory."""
+
+    policies: tuple[dict[str, Any], ...]
+    topologies: tuple[AppTopology, ...]
+    inventory: Inventory
+    synthesized: bool
+
+
+def merge_inventories(inventories: Sequence[Inventory]) -> Inventory:
+    namespaces: dict[str, Namespace] = {}
+    pods: dict[tuple[str, str], Pod] = {}
+    externals: dict[str, External] = {}
+    for inv in inventories:
+        for ns in inv.namespaces:
+            if ns.name in namespaces and dict(namespaces[ns.name].labels) != dict(ns.labels):
+                merged = {**dict(namespaces[ns.name].labels), **dict(ns.labels)}
+                namespaces[ns.name] = Namespace(ns.name, merged)
+            else:
+                namespaces.setdefault(ns.name, ns)
+        for pod in inv.pods:
+            pods.setdefault((pod.namespace, pod.name), pod)
+        for ext in inv.externals:
+            externals.setdefault(ext.address, ext)
+    return Inventory(tuple(namespaces.values()), tuple(pods.values()), tuple(externals.values()))
+
+
+def _selector(raw: Mapping[str, Any] | None) -> LabelSelector | None:
+    if raw is None:
+        return None
+    try:
+        return LabelSelector.model_validate(raw)
+    except ValueError:
+        return None
+
+
+def synthesize_from_policies(policies: Sequence[Mapping[str, Any]]) -> Inventory:
+    """For hand-written policies without an inventory: a pod per selected group and per peer, plus the world."""
+    namespaces: dict[str, Namespace] = {}
+    pods: dict[tuple[str, str], Pod] = {}
+    externals: dict[str, External] = {}
+    for policy in policies:
+        meta = policy.get("metadata") or {}
+        spec = policy.get("spec") or {}
+        ns = meta.get("namespace") or "default"
+        namespaces.setdefault(ns, Namespace(ns))
+        labels = satisfying_labels(_selector(spec.get("podSelector") or {}))
+        if labels is not None:
+            pods.setdefault((ns, f"{meta.get('name')}-target"), Pod(ns, f"{meta.get('name')}-target", labels))
+        for direction, field in (("ingress", "from"), ("egress", "to")):
+            for r, rule in enumerate(spec.get(direction) or []):
+                for p, peer in enumerate(rule.get(field) or []):
+                    name = f"{meta.get('name')}-{direction}{r}-peer{p}"
+                    if "ipBlock" in peer:
+                        cidr = ipaddress.ip_network(peer["ipBlock"]["cidr"], strict=False)
+                        address = cidr.network_address + (cidr.num_addresses // 2 + 1 if cidr.num_addresses > 2 else 0)
+                        externals.setdefault(
+                            str(address), External(f"{address}/{address.max_prefixlen}", f"{address} ({name})")
+                        )
+                        continue
+                    pod_labels = satisfying_labels(_selector(peer.get("podSelector") or {}))
+                    if pod_labels is None:
+                        continue
+                    peer_ns = ns
+                    if "namespaceSelector" in peer:
+                        ns_labels = satisfying_labels(_selector(peer["namespaceSelector"]))
+                        if ns_labels is None:
+                            continue
+                        peer_ns = ns_labels.get("kubernetes.io/metadata.name") or f"{name}-ns"
+                        namespaces.setdefault(peer_ns, Namespace(peer_ns, ns_labels))
+                    pods.setdefault((peer_ns, name), Pod(peer_ns, name, pod_labels))
+    for ns in list(namespaces):
+        pods.setdefault((ns, "unlabelled"), Pod(ns, "unlabelled", {}))
+    namespaces.setdefault("apptopology-elsewhere", Namespace("apptopology-elsewhere"))
+    pods.setdefault(("apptopology-elsewhere", "unlabelled"), Pod("apptopology-elsewhere", "unlabelled", {}))
+    externals.setdefault("world", External("203.0.113.10/32", "203.0.113.10 (internet)"))
+    return Inventory(tuple(namespaces.values()), tuple(pods.values()), tuple(externals.values()))
+
+
+def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
+    """Split input documents into topologies (rendered) and NetworkPolicies; pick or synthesize an inventory."""
+    from .validation import parse_topology
+
+    topologies: list[AppTopology] = []
+    policies: list[dict[str, Any]] = []
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("kind") == "AppTopology":
+            topology = parse_topology(doc)
+            topologies.append(topology)
+            policies.extend(render(topology))
+        elif isinstance(doc, dict) and doc.get("kind") in ("NetworkPolicy", "List"):
+            policies.extend(doc.get("items") or [] if doc.get("kind") == "List" else [doc])
+    for policy in policies:  # the evaluator needs the namespace; topologies without one render none
+        policy.setdefault("metadata", {}).setdefault("namespace", "default")
+    if not policies and not topologies:
+        raise AnalysisError("no AppTopology or NetworkPolicy documents found")
+    parse(policies)
+    if inventory is not None:
+        return Subject(tuple(policies), tuple(topologies), inventory, False)
+    synthesized = [synthesize(t) for t in topologies] or [synthesize_from_policies(policies)]
+    return Subject(tuple(policies), tuple(topologies), merge_inventories(synthesized), True)
+
+
+def parse(policies: Iterable[Mapping[str, Any]]) -> tuple[ParsedPolicy, ...]:
+    try:
+        return parse_policies(list(policies))
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+
+
+def display_name(endpoint: Endpoint, home: str | None = None) -> str:
+    """Tier pods by tier name, workload pods by workload, other pods as ns/name, externals by address."""
+    if isinstance(endpoint, External):
+        return endpoint.ref
+    if endpoint.name.startswith("tier-") and endpoint.workload and endpoint.workload.startswith("tier "):
+        tier = endpoint.workload.removeprefix("tier ")
+        return tier if endpoint.namespace == home else f"{endpoint.namespace}/{tier}"
+    if endpoint.workload and "/" in endpoint.workload:
+        return f"{endpoint.namespace}/{endpoint.workload}"
+    return endpoint.ref
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: Endpoint
+    destination: Endpoint
+    ports: PortSet
+
+
+def governed(subj: Subject) -> set[str]:
+    """Namespaces whose pods the analysed policies can select."""
+    return {str((p.get("metadata") or {}).get("namespace") or "default") for p in subj.policies}
+
+
+def matrix(subj: Subject) -> tuple[list[Endpoint], list[Endpoint], dict[tuple[Endpoint, Endpoint], PortSet]]:
+    """Source x destination pairs with at least one side in a governed namespace (elsewhere nothing is
+    decided by these policies). Pods talking to themselves are left out. In a synthesized inventory the
+    near-miss pods are left out too: they exist for verify, and would only clutter the table."""
+    evaluator = Evaluator(parse(subj.policies), subj.inventory)
+    homes = governed(subj)
+    endpoints = [
+        e
+        for e in subj.inventory.endpoints
+        if not (subj.synthesized and isinstance(e, Pod) and (e.workload or "").startswith("near miss"))
+    ]
+    sources = [e for e in endpoints]
+    destinations = [e for e in endpoints if isinstance(e, Pod)] + [e for e in endpoints if isinstance(e, External)]
+    result = evaluator.matrix(sources, destinations)
+    cells = {
+        (s, d): result[s, d]
+        for s in sources
+        for d in destinations
+        if s != d and any(isinstance(e, Pod) and e.namespace in homes for e in (s, d))
+    }
+    return sources, destinations, cells
+
+
+def resolve(name: str, subj: Subject) -> Endpoint:
+    """NAMESPACE/POD (or NAMESPACE/Kind/workload), a tier of the topology, or an IP address."""
+    inv = subj.inventory
+    for pod in inv.pods:
+        if name in (pod.ref, f"{pod.namespace}/{pod.workload}") and pod.workload != f"tier {name}":
+            return pod
+    for topology in subj.topologies:
+        tier = next((t for t in topology.spec.tiers if t.name == name), None)
+        if tier is None:
+            continue
+        home = topology.metadata.namespace or "default"
+        intent = Intent(topology)
+        for pod in inv.pods:
+            if pod.namespace == home and name in intent.tiers_of(pod):
+                return pod
+        raise AnalysisError(f"tier {name!r} selects no pod of the inventory")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return External(f"{address}/{address.max_prefixlen}")
+    for external in inv.externals:
+        if name == external.name:
+            return external
+    tiers = sorted({t.name for topology in subj.topologies for t in topology.spec.tiers})
+    hint = f" (tiers: {', '.join(tiers)})" if tiers else ""
+    raise AnalysisError(f"unknown endpoint {name!r}: give NAMESPACE/POD, a tier name or an IP address{hint}")
+
+
+def explain_one(subj: Subject, source: str, destination: str, port: int, protocol: str) -> Verdict:
+    evaluator = Evaluator(parse(subj.policies), subj.inventory)
+    try:
+        return evaluator.explain(resolve(source, subj), resolve(destination, subj), protocol, port)
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Connectivity that the policies allow but the topology does not declare (extra), or vice versa."""
+
+    topology: str
+    source: str
+    destination: str
+    extra: PortSet
+    missing: PortSet
+
+    def lines(self) -> list[str]:
+        out = []
+        if not self.extra.is_empty:
+            out.append(f"{self.topology}: extra   {self.source} -> {self.destination}: {self.extra}")
+        if not self.missing.is_empty:
+            out.append(f"{self.topology}: missing {self.source} -> {self.destination}: {self.missing}")
+        return out
+
+
+def verify(
+    topology: AppTopology, policies: Sequence[Mapping[str, Any]], inventory: Inventory | None
+) -> list[Difference]:
+    """Every pair of endpoints where the policies' connectivity differs from the declared intent.
+
+    Only pairs touching the topology's namespace are compared: elsewhere the topology declares nothing.
+    """
+    inv = inventory if inventory is not None else synthesize(topology)
+    intent = Intent(topology)
+    home = intent.namespace
+    evaluator = Evaluator(parse(policies), inv)
+    endpoints = list(inv.endpoints)
+    result = evaluator.matrix(endpoints, endpoints)
+    diffs = []
+    for source in endpoints:
+        for destination in endpoints:
+            if source == destination:
+                continue
+            if not any(isinstance(e, Pod) and e.namespace == home for e in (source, destination)):
+                continue
+            actual = result[source, destination]
+            declared = intent.allowed(source, destination, inv)
+            if actual != declared:
+                diffs.append(
+                    Difference(
+                        topology.metadata.name,
+                        display_name(source, home),
+                        display_name(destination, home),
+                        actual.difference(declared),
+                        declared.difference(actual),
+                    )
+                )
+    return diffs
+
+
+@dataclass(frozen=True)
+class Change:
+    source: str
+    destination: str
+    added: PortSet
+    removed: PortSet
+
+
+def diff(old: Subject, new: Subject) -> list[Change]:
+    """Connectivity added and removed between two revisions, over the union of their inventories."""
+    inventory = old.inventory if not old.synthesized else merge_inventories([old.inventory, new.inventory])
+    if not new.synthesized:
+        inventory = new.inventory
+    before = Evaluator(parse(old.policies), inventory)
+    after = Evaluator(parse(new.policies), inventory)
+    endpoints = list(inventory.endpoints)
+    a = before.matrix(endpoints, endpoints)
+    b = after.matrix(endpoints, endpoints)
+    homes = {t.metadata.namespace or "default" for t in (*old.topologies, *new.topologies)}
+    home = next(iter(homes)) if len(homes) == 1 else None
+    changes = []
+    for source in endpoints:
+        for destination in endpoints:
+            if source == destination:
+                continue
+            was, now = a[source, destination], b[source, destination]
+            if was != now:
+                changes.append(
+                    Change(
+                        display_name(source, home),
+                        display_name(destination, home),
+                        now.difference(was),
+                        was.difference(now),
+                    )
+                )
+    return changes

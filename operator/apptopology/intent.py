@@ -1,0 +1,296 @@
+"""The declared intent of a topology: who may talk to whom, computed from the model alone.
+
+This is the second, independent reading of a topology (the first is the renderer). It never looks at
+NetworkPolicies: it applies the documented AppTopology semantics to concrete endpoints. ``verify``
+compares it with what the evaluator finds the policies allow; any difference is a bug in one of them
+or a hand-written policy that does not do what the topology says.
+
+It also synthesizes the inventory to compare on when none is given: a representative pod per tier, the
+declared peers, near misses that catch the AND/OR trap (the peer's pod labels in the wrong namespace,
+the peer's namespace without the pod labels), and stand-ins for the rest of the world (an unlabelled
+pod of the namespace, a pod of another namespace, external addresses inside and outside every ipBlock
+and its exceptions), so that an extra allow toward anything undeclared is caught.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
+from .model import AppTopology, LabelSelector, Port
+from .model import Endpoint as FlowEndpoint
+
+NAME_LABEL = "kubernetes.io/metadata.name"
+WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared
+WORLD_V6 = "2001:db8::10"
+FIRST_NAMED_PORT = 20000
+
+
+def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """Standard label selector semantics; None (absent) matches nothing, {} matches everything."""
+    if selector is None:
+        return False
+    for key, value in (selector.match_labels or {}).items():
+        if labels.get(key) != value:
+            return False
+    for req in selector.match_expressions or []:
+        present = req.key in labels
+        if req.operator == "In" and not (present and labels[req.key] in (req.values or [])):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in (req.values or []):
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def satisfying_labels(selector: LabelSelector | None) -> dict[str, str] | None:
+    """Labels that satisfy ``selector``, or None when it cannot be satisfied."""
+    if selector is None:
+        return {}
+    labels = dict(selector.match_labels or {})
+    for req in selector.match_expressions or []:
+        if req.operator == "In" and req.key not in labels:
+            labels[req.key] = (req.values or ["x"])[0]
+        elif req.operator == "Exists" and req.key not in labels:
+            labels[req.key] = "x"
+    return labels if selector_matches(selector, labels) else None
+
+
+def violating_labels(selector: LabelSelector | None) -> dict[str, str] | None:
+    """Labels that do NOT satisfy ``selector`` (a near miss), or None when everything matches."""
+    if selector is None:
+        return {}
+    for candidate in ({}, {"apptopology-test/near-miss": "x"}):
+        if not selector_matches(selector, candidate):
+            return candidate
+    base = satisfying_labels(selector) or {}
+    for key in base:
+        miss = {k: v for k, v in base.items() if k != key}
+        if not selector_matches(selector, miss):
+            return miss
+    return None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The declared connectivity of one topology, over any inventory."""
+
+    topology: AppTopology
+
+    @property
+    def namespace(self) -> str:
+        return self.topology.metadata.namespace or "default"
+
+    def tiers_of(self, endpoint: Endpoint) -> list[str]:
+        if not isinstance(endpoint, Pod) or endpoint.namespace != self.namespace:
+            return []
+        return [t.name for t in self.topology.spec.tiers if selector_matches(t.pod_selector, endpoint.labels)]
+
+    def isolated(self, endpoint: Endpoint, direction: str) -> bool:
+        deny = self.topology.spec.default_deny
+        on = deny.ingress if direction == "ingress" else deny.egress
+        if not on or not isinstance(endpoint, Pod) or endpoint.namespace != self.namespace:
+            return False
+        return deny.scope == "Namespace" or bool(self.tiers_of(endpoint))
+
+    def _peer_matches(
+        self,
+        namespace_selector: LabelSelector | None,
+        pod_selector: LabelSelector | None,
+        endpoint: Endpoint,
+        inventory: Inventory,
+    ) -> bool:
+        if not isinstance(endpoint, Pod):
+            return False
+        if namespace_selector is None:
+            in_namespaces = endpoint.namespace == self.namespace
+        else:
+            in_namespaces = selector_matches(namespace_selector, inventory.namespace(endpoint.namespace).labels)
+        pods = pod_selector if pod_selector is not None else LabelSelector()
+        return in_namespaces and selector_matches(pods, endpoint.labels)
+
+    def matches(self, flow_endpoint: FlowEndpoint, endpoint: Endpoint, inventory: Inventory) -> bool:
+        """Whether a flow's endpoint covers a concrete endpoint (an External: all of its addresses)."""
+        if flow_endpoint.anywhere:
+            return True
+        if flow_endpoint.tier is not None:
+            return flow_endpoint.tier in self.tiers_of(endpoint)
+        if flow_endpoint.ip_block is not None:
+            if isinstance(endpoint, Pod):
+                address = endpoint.address
+                if address is None:
+                    return False
+                net = ipaddress.ip_network(address)
+            else:
+                net = endpoint.network
+            block = ipaddress.ip_network(flow_endpoint.ip_block.cidr, strict=False)
+            if net.version != block.version or not net.subnet_of(block):  # type: ignore[arg-type]
+                return False
+            return not any(
+                net.overlaps(ipaddress.ip_network(e, strict=False)) for e in flow_endpoint.ip_block.except_ or []
+            )
+        return self._peer_matches(flow_endpoint.namespace_selector, flow_endpoint.pod_selector, endpoint, inventory)
+
+    @staticmethod
+    def ports(ports: Iterable[Port] | None, destination: Endpoint) -> PortSet:
+        """A flow's ports as a set, named ports resolved on the destination pod's container ports."""
+        ports = list(ports or [])
+        if not ports:
+            return PortSet.ALL
+        out = PortSet.NONE
+        for port in ports:
+            if isinstance(port.port, int):
+                out = out.union(PortSet.of(port.protocol, port.port, port.end_port))
+            elif isinstance(destination, Pod):
+                for name, protocol, number in destination.named_ports:
+                    if name == port.port and protocol == port.protocol:
+                        out = out.union(PortSet.of(protocol, number))
+        return out
+
+    def ingress(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
+        if not self.isolated(destination, "ingress"):
+            return PortSet.ALL
+        spec = self.topology.spec
+        tiers = set(self.tiers_of(destination))
+        out = PortSet.NONE
+        for flow in spec.flows:
+            if flow.to.tier in tiers and self.matches(flow.from_, source, inventory):
+                out = out.union(self.ports(flow.ports, destination))
+        mon = spec.monitoring
+        scraped = set(mon.tiers if mon.tiers is not None else spec.tier_names())
+        if (
+            mon.enabled
+            and tiers & scraped
+            and self._peer_matches(mon.namespace_selector, mon.pod_selector, source, inventory)
+        ):
+            out = out.union(self.ports(mon.ports, destination))
+        return out
+
+    def egress(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
+        if not self.isolated(source, "egress"):
+            return PortSet.ALL
+        spec = self.topology.spec
+        tiers = set(self.tiers_of(source))
+        out = PortSet.NONE
+        for flow in spec.flows:
+            if flow.from_.tier in tiers and self.matches(flow.to, destination, inventory):
+                out = out.union(self.ports(flow.ports, destination))
+        dns = spec.dns
+        if dns.enabled and self._dns_matches(destination, inventory):
+            out = out.union(self.ports(dns.ports, destination))
+        return out
+
+    def _dns_matches(self, endpoint: Endpoint, inventory: Inventory) -> bool:
+        dns = self.topology.spec.dns
+        if dns.namespace_selector is None and dns.pod_selector is None:
+            return False
+        return self._peer_matches(dns.namespace_selector, dns.pod_selector, endpoint, inventory)
+
+    def allowed(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
+        """What the topology declares from ``source`` to ``destination`` (both directions must agree)."""
+        return self.egress(source, destination, inventory).intersection(self.ingress(source, destination, inventory))
+
+
+def synthesize(topology: AppTopology) -> Inventory:
+    """A small inventory that exercises every declared flow and the world around it (see module doc)."""
+    spec = topology.spec
+    home = topology.metadata.namespace or "default"
+    namespaces: dict[str, Namespace] = {home: Namespace(home)}
+    pods: dict[tuple[str, str], Pod] = {}
+    externals: dict[str, External] = {}
+
+    # Named ports used toward each tier (or anywhere): every tier pod declares them all.
+    named: dict[tuple[str, str], int] = {}
+    all_ports = [p for f in spec.flows for p in f.ports or []] + list(spec.monitoring.ports or [])
+    for port in all_ports + list(spec.dns.ports):
+        if isinstance(port.port, str):
+            named.setdefault((port.port, port.protocol), FIRST_NAMED_PORT + len(named))
+    container_ports = tuple(ContainerPort(name, number, proto) for (name, proto), number in sorted(named.items()))
+
+    def add_pod(namespace: str, name: str, labels: Mapping[str, str], role: str) -> None:
+        if (namespace, name) not in pods:
+            pods[(namespace, name)] = Pod(namespace, name, dict(labels), ports=container_ports, workload=role)
+
+    def namespace_for(selector: LabelSelector | None, hint: str) -> str | None:
+        labels = satisfying_labels(selector)
+        if labels is None:
+            return None
+        if selector is None:
+            return home
+        name = labels.get(NAME_LABEL) or f"{hint}-ns-{len(namespaces)}"
+        existing = namespaces.get(name)
+        if existing is None or not selector_matches(selector, existing.labels):
+            merged = {**(dict(existing.labels) if existing else {}), **labels}
+            namespaces[name] = Namespace(name, merged)
+        return name
+
+    for tier in spec.tiers:
+        labels = satisfying_labels(tier.pod_selector)
+        if labels is not None:
+            add_pod(home, f"tier-{tier.name}", labels, f"tier {tier.name}")
+
+    def add_peer(ns_sel: LabelSelector | None, pod_sel: LabelSelector | None, hint: str) -> None:
+        ns = namespace_for(ns_sel, hint)
+        pod_labels = satisfying_labels(pod_sel if pod_sel is not None else LabelSelector())
+        if ns is not None and pod_labels is not None:
+            add_pod(ns, f"{hint}-pod", pod_labels, hint)
+        # Near misses: the peer's pod labels elsewhere, and the peer's namespace without them.
+        if pod_labels is not None:
+            # The peer's pod labels in this namespace and in an unrelated one: pods an OR would admit.
+            for away in (home, "apptopology-elsewhere"):
+                namespaces.setdefault(away, Namespace(away))
+                if away != ns and (ns_sel is None or not selector_matches(ns_sel, namespaces[away].labels)):
+                    add_pod(away, f"{hint}-pod-wrong-namespace", pod_labels, f"near miss of {hint}")
+        miss = violating_labels(pod_sel)
+        if ns is not None and miss is not None:
+            add_pod(ns, f"{hint}-other-pod", miss, f"near miss of {hint}")
+
+    for i, flow in enumerate(spec.flows):
+        for side, endpoint in (("from", flow.from_), ("to", flow.to)):
+            if endpoint.namespace_selector is not None or endpoint.pod_selector is not None:
+                add_peer(endpoint.namespace_selector, endpoint.pod_selector, f"flow{i}-{side}")
+            if endpoint.ip_block is not None:
+                block = endpoint.ip_block
+                net = ipaddress.ip_network(block.cidr, strict=False)
+                excluded = [ipaddress.ip_network(e, strict=False) for e in block.except_ or []]
+                inside = _first_address_outside(net, excluded)
+                if inside is not None:
+                    externals.setdefault(
+                        str(inside), External(f"{inside}/{inside.max_prefixlen}", f"{inside} (in {block.cidr})")
+                    )
+                for e in excluded:
+                    address = e.network_address
+                    externals.setdefault(
+                        str(address), External(f"{address}/{address.max_prefixlen}", f"{address} (in except {e})")
+                    )
+    if spec.dns.enabled:
+        add_peer(spec.dns.namespace_selector, spec.dns.pod_selector, "dns")
+    if spec.monitoring.enabled:
+        add_peer(spec.monitoring.namespace_selector, spec.monitoring.pod_selector, "monitoring")
+
+    # The rest of the world.
+    add_pod(home, "unlabelled", {}, "a pod of the namespace in no tier")
+    namespaces.setdefault("apptopology-elsewhere", Namespace("apptopology-elsewhere"))
+    add_pod("apptopology-elsewhere", "unlabelled", {}, "a pod of another namespace")
+    externals.setdefault(WORLD_V4, External(f"{WORLD_V4}/32", f"{WORLD_V4} (internet)"))
+    externals.setdefault(WORLD_V6, External(f"{WORLD_V6}/128", f"{WORLD_V6} (internet)"))
+    return Inventory(tuple(namespaces.values()), tuple(pods.values()), tuple(externals.values()))
+
+
+def _first_address_outside(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    excluded: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address of ``net`` in none of ``excluded`` (checks a handful of candidates, enough in practice)."""
+    size = net.num_addresses
+    for offset in (size // 2 + 1, 1, size - 2, 0, size // 4, 3 * size // 4):
+        if 0 <= offset < size:
+            candidate = net.network_address + offset
+            if not any(candidate in e for e in excluded):
+                return candidate
+    return None
