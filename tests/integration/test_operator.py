@@ -246,6 +246,8 @@ def test_restart_in_sync_makes_zero_writes(
     time.sleep(2)  # let the events caused by our own writes settle
     running_operator.stop()
     before = len(controlplane.audit_writes())
+    # The counter works: creating those topologies' policies and statuses were writes by the operator.
+    assert before >= 5 + 3 + 1 + 3, "the audit log does not show the operator's earlier writes"
     running_operator.start()
     time.sleep(8)  # initial listing of every AppTopology and policy, and a reconcile of each
     writes = controlplane.audit_writes()[before:]
