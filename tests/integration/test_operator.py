@@ -93,6 +93,24 @@ def test_crd_established_examples_accepted_and_explained(controlplane: ControlPl
     assert "namespaceSelector" in explained and "AND" in explained
 
 
+def test_rendered_policies_pass_api_server_validation(controlplane: ControlPlane, namespace: str) -> None:
+    """Every example's `apptopology render` output is accepted by the API server (server-side dry run)."""
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            policies = rendered(doc, namespace)
+            assert policies, path.name
+            result = controlplane.kubectl(
+                "apply",
+                "--dry-run=server",
+                "--validate=strict",
+                "-f",
+                "-",
+                input=yaml.safe_dump_all(list(policies.values())),
+                check=False,
+            )
+            assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
 # 2. Admission ---------------------------------------------------------------------------------------
 
 
