@@ -46,14 +46,29 @@ all_present() {
   for b in "${binaries[@]}"; do [[ -x "$bindir/$b" ]] || return 1; done
 }
 
-if [[ "${CONTROLPLANE_REBUILD:-0}" != 1 ]] && all_present && [[ -f "$stampfile" ]] \
-   && [[ "$(cat "$stampfile")" == "$stamp" ]]; then
+up_to_date() {
+  [[ "${CONTROLPLANE_REBUILD:-0}" != 1 ]] && all_present && [[ -f "$stampfile" ]] \
+    && [[ "$(cat "$stampfile")" == "$stamp" ]]
+}
+
+if up_to_date; then
   log "up to date: $bindir"
   echo "$bindir"
   exit 0
 fi
 
 mkdir -p "$bindir"
+# One build at a time (parallel test runners may all call this); the first one builds,
+# the others wait and then find the binaries.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache_root/$k8s_version/.build.lock"
+  flock 9
+  if up_to_date; then
+    log "up to date (built by another run meanwhile): $bindir"
+    echo "$bindir"
+    exit 0
+  fi
+fi
 # Build into a temp dir next to bindir and move into place, so an interrupted build
 # never leaves a half-written binary that looks current.
 tmpdir="$(mktemp -d "$cache_root/$k8s_version/build.XXXXXX")"

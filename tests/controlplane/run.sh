@@ -11,6 +11,10 @@
 #                                    system:serviceaccounts:NS, system:authenticated
 #   run.sh env DIR                   print DIR/env (KUBECONFIG=, KUBECTL=, APISERVER_URL=, ...)
 #
+# Environment for `up`: CONTROLPLANE_UP_TIMEOUT (seconds, default 120),
+# CONTROLPLANE_APISERVER_ARGS / CONTROLPLANE_KCM_ARGS (extra flags, split on spaces,
+# e.g. "--feature-gates=Foo=true").
+#
 # Everything lives in DIR: certificates, etcd data, logs (*.log), pid files (*.pid),
 # the audit log (audit.log, JSON lines, Metadata level for every request) and kubeconfigs.
 set -euo pipefail
@@ -21,22 +25,27 @@ SERVICE_IP="10.0.0.1"          # first IP of SERVICE_CIDR: the "kubernetes" Serv
 CERT_DAYS=3650
 UP_TIMEOUT="${CONTROLPLANE_UP_TIMEOUT:-120}"   # seconds to wait for readiness
 
-log() { echo "run.sh: $*" >&2; }
+t_start="${EPOCHREALTIME:-0}"
+log() { printf 'run.sh [%5.1fs]: %s\n' "$(echo "${EPOCHREALTIME:-0} - $t_start" | awk '{print $1 - $3}')" "$*" >&2; }
 die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 # ---------------------------------------------------------------- helpers
 
 abspath() { mkdir -p "$1" && (cd "$1" && pwd); }
 
-# free_port: ask the kernel for an unused loopback port.
-free_port() {
-  python3 - <<'EOF'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
+# free_ports N: ask the kernel for N distinct unused loopback ports (one per line).
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
 EOF
 }
 
@@ -52,7 +61,7 @@ pid_alive() {
   [[ -r "/proc/$pid/cmdline" ]] || return 1
   # Guard against pid reuse: argv[0] must be our binary.
   local argv0
-  argv0="$(tr '\0' '\n' < "/proc/$pid/cmdline" | head -n 1)"
+  IFS= read -r -d '' argv0 2>/dev/null < "/proc/$pid/cmdline" || [[ -n "${argv0:-}" ]] || return 1
   [[ "$argv0" == */"$1" ]] || return 1
 }
 
@@ -136,8 +145,9 @@ EOF
 }
 
 # client_cert BASE CN [O...]: DIR/pki/BASE.{key,crt} signed by the CA for client auth.
+# CLIENT_CA (default ca) names the signing CA.
 client_cert() {
-  local base="$1" cn="$2"; shift 2
+  local base="$1" cn="$2" ca="${CLIENT_CA:-ca}"; shift 2
   local subj="/CN=$cn" g
   for g in "$@"; do subj+="/O=$g"; done
   local p="$dir/pki"
@@ -145,10 +155,19 @@ client_cert() {
   openssl req -new -key "$p/$base.key" -subj "$subj" -out "$p/$base.csr" 2>/dev/null
   printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
     > "$p/$base.ext"
-  openssl x509 -req -in "$p/$base.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$p/$base.csr" -CA "$p/$ca.crt" -CAkey "$p/$ca.key" -CAcreateserial \
     -days "$CERT_DAYS" -sha256 -extfile "$p/$base.ext" -out "$p/$base.crt" 2>/dev/null \
     || die "signing the client certificate for $cn failed"
   rm -f "$p/$base.csr" "$p/$base.ext"
+}
+
+# make_ca BASE CN: a self-signed CA in DIR/pki/BASE.{key,crt}
+make_ca() {
+  local p="$dir/pki"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$p/$1.key" 2>/dev/null
+  openssl req -x509 -new -key "$p/$1.key" -subj "/CN=$2" -days "$CERT_DAYS" -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$p/$1.crt" 2>/dev/null || die "creating the CA $2 failed"
 }
 
 gen_pki() {
@@ -156,11 +175,11 @@ gen_pki() {
   mkdir -p "$p"
   chmod 700 "$p"
   log "generating certificates in $p"
-  # CA
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$p/ca.key" 2>/dev/null
-  openssl req -x509 -new -key "$p/ca.key" -subj "/CN=apptopology-test-ca" -days "$CERT_DAYS" -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$p/ca.crt" 2>/dev/null || die "creating the CA failed"
+  make_ca ca apptopology-test-ca
+  # Front proxy (request-header authentication): kube-controller-manager reads this CA
+  # from kube-system/extension-apiserver-authentication, as in a kubeadm cluster.
+  make_ca front-proxy-ca apptopology-test-front-proxy-ca
+  CLIENT_CA=front-proxy-ca client_cert front-proxy-client front-proxy-client
   # API server serving certificate
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$p/apiserver.key" 2>/dev/null
   openssl req -new -key "$p/apiserver.key" -subj "/CN=kube-apiserver" -out "$p/apiserver.csr" 2>/dev/null
@@ -260,8 +279,8 @@ cmd_up() {
   write_audit_policy
 
   local etcd_port etcd_peer_port api_port kcm_port
-  etcd_port="$(free_port)"; etcd_peer_port="$(free_port)"
-  api_port="$(free_port)"; kcm_port="$(free_port)"
+  { read -r etcd_port; read -r etcd_peer_port; read -r api_port; read -r kcm_port; } < <(free_ports 4)
+  [[ -n "$kcm_port" ]] || die "could not pick free ports"
   echo "http://127.0.0.1:$etcd_port" > "$dir/etcd-url"
   echo "https://127.0.0.1:$api_port" > "$dir/apiserver-url"
   echo "$kcm_port" > "$dir/kcm-port"
@@ -291,6 +310,13 @@ cmd_up() {
     --service-account-issuer="https://kubernetes.default.svc.cluster.local" \
     --service-account-key-file="$dir/pki/sa.pub" \
     --service-account-signing-key-file="$dir/pki/sa.key" \
+    --requestheader-client-ca-file="$dir/pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$dir/pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$dir/pki/front-proxy-client.key" \
     --allow-privileged=true \
     --endpoint-reconciler-type=none \
     --audit-policy-file="$dir/audit-policy.yaml" \
@@ -298,7 +324,8 @@ cmd_up() {
     --audit-log-format=json \
     --audit-log-mode=blocking \
     --audit-log-maxsize=0 \
-    --profiling=false
+    --profiling=false \
+    ${CONTROLPLANE_APISERVER_ARGS:-}
   # Admin kubeconfig first: readiness is checked through it.
   write_kubeconfig "$dir/kubeconfig" admin "$dir/pki/admin.crt" "$dir/pki/admin.key"
   write_kubeconfig "$dir/kube-controller-manager.kubeconfig" system:kube-controller-manager \
@@ -318,7 +345,9 @@ cmd_up() {
     --cluster-signing-cert-file="$dir/pki/ca.crt" \
     --cluster-signing-key-file="$dir/pki/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
-    --profiling=false
+    --flex-volume-plugin-dir="$dir/flexvolume" \
+    --profiling=false \
+    ${CONTROLPLANE_KCM_ARGS:-}
   wait_for "kube-controller-manager /healthz" kcm_healthy
   wait_for "namespace default" kubectl_admin get namespace default
   wait_for "serviceaccount default/default" default_sa_exists
