@@ -12,8 +12,8 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
 echo "== lint and types"
-.venv/bin/ruff check operator tests bench
-.venv/bin/ruff format --check operator tests bench
+.venv/bin/ruff check
+.venv/bin/ruff format --check
 .venv/bin/mypy
 
 if [ -x tests/controlplane/build.sh ]; then
