@@ -137,6 +137,11 @@ def desired_policies(body: dict[str, Any]) -> list[dict[str, Any]]:
     for policy in policies:
         policy["metadata"]["namespace"] = owner.namespace
         policy["metadata"]["ownerReferences"] = [owner.reference()]
+        # Own both rule lists even when empty: server-side apply never removes a field it does not own, so
+        # an `egress: [{}]` added by someone else to a policy without egress rules would survive every
+        # re-apply and silently allow all egress. Owning `[]` lets the forced apply take the field back.
+        policy["spec"].setdefault("ingress", [])
+        policy["spec"].setdefault("egress", [])
     return policies
 
 

@@ -207,6 +207,22 @@ def test_drift_repaired(cluster: Cluster, running_operator: Operator, namespace:
     )
     edit_repair = time.monotonic() - started
 
+    # An allow-all rule slipped into the default-deny policy (no rules of its own) is taken back too.
+    cluster.net.patch_namespaced_network_policy(
+        "shop-default-deny",
+        namespace,
+        {"spec": {"egress": [{}], "ingress": [{}]}},
+        _content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: (
+            not cluster.policies(namespace)["shop-default-deny"]["spec"].get("egress")
+            and not cluster.policies(namespace)["shop-default-deny"]["spec"].get("ingress")
+        ),
+        timeout=10,
+        what="foreign allow-all rules removed from the default-deny policy",
+    )
+
     cluster.net.delete_namespaced_network_policy("shop-tier-database", namespace)
     started = time.monotonic()
     wait_for(lambda: "shop-tier-database" in cluster.policies(namespace), timeout=10, what="deleted policy restored")
@@ -263,6 +279,14 @@ def test_restart_in_sync_makes_zero_writes(
         cluster.create(load_example(example), namespace)
     for name in ("shop", "orders", "edge"):
         wait_ready(cluster, namespace, name)
+    # Namespaces of earlier tests still terminating would make the operator chase policies the namespace
+    # controller deletes (a write, refused): wait until the whole cluster is settled, then claim zero.
+    core = client.CoreV1Api(controlplane.api)
+    wait_for(
+        lambda: all(ns.status.phase != "Terminating" for ns in core.list_namespace().items),
+        timeout=120,
+        what="no namespace terminating",
+    )
     time.sleep(2)  # let the events caused by our own writes settle
     running_operator.stop()
     before = len(controlplane.audit_writes())

@@ -108,6 +108,19 @@ def test_drifted_labels_or_owner_reference_are_reapplied() -> None:
     assert sorted(a.name for a in plan(body, live).applies) == ["shop-allow-dns", "shop-default-deny", "shop-tier-web"]
 
 
+def test_rules_added_by_someone_else_are_taken_back() -> None:
+    """An allow-all rule added to a policy that has no rules in that direction must not survive."""
+    body = cr()
+    live = in_sync_live(body)
+    deny = live[0]
+    assert deny["metadata"]["name"] == "shop-default-deny"
+    deny["spec"]["ingress"] = [{}]
+    result = plan(body, live)
+    assert [a.name for a in result.applies] == ["shop-default-deny"]
+    # The apply owns the empty lists, so server-side apply removes the foreign rules.
+    assert result.applies[0].body["spec"]["ingress"] == [] and result.applies[0].body["spec"]["egress"] == []
+
+
 def test_deleted_policy_is_recreated() -> None:
     body = cr()
     live = in_sync_live(body)[:-1]
