@@ -10,18 +10,22 @@ Semantics (networking.k8s.io/v1 API reference):
   policies allow (policies are additive; none can deny).
 * Named ports resolve against the destination pod's container ports (name and
   protocol must both match) and never match an external destination.
-* ipBlock peers are also matched against pod IPs (when the pod has one). The
-  reference says ipBlock is meant for cluster-external IPs and leaves pod-IP
-  behaviour to the implementation; matching them is what most CNIs do and it is
-  the conservative choice for "can this connect?" questions.
+* ipBlock peers are, by default, also matched against pod IPs (when a pod has one).
+  The reference says ipBlock is meant for cluster-external IPs and leaves its effect
+  on pod IPs to the implementation (CNIs differ: Calico matches them, Cilium keeps
+  CIDR rules for non-endpoints). Matching never under-reports reachability, which is
+  the safer default for a verifier; `ip_block_matches_pods=False` models the other kind.
 * An External CIDR stands for all of its addresses: it is split into regions that
   no ipBlock boundary crosses, and the answer is what holds for every region.
+* Not modelled: traffic from a pod's own node (always allowed by the reference),
+  host-network pods, and Service VIPs (policies act on pod IPs after translation).
 
 How it stays fast: every endpoint is reduced to an "atom" -- a bitmask of the peer
 clauses it matches plus the rule sets that govern it -- and atoms are interned, so a
 matrix is computed once per pair of *classes* of equivalent endpoints. For inventory
 pods the clause masks come from bitset evaluation of selectors over a label index
-rather than from testing every selector against every pod.
+rather than from testing every selector against every pod, and each matrix row only
+computes the destinations that per-clause bitsets say could receive anything.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def _bit(clause: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PolicyRef:
+    """A policy by identity, rendered like `shop/allow-web`."""
+
     namespace: str
     name: str
 
@@ -109,6 +115,8 @@ class DirectionVerdict:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The answer of Evaluator.explain(): allowed iff both directions allow, with why for each."""
+
     source: str
     destination: str
     protocol: str
@@ -146,6 +154,8 @@ class _Atom:
 
 @dataclass(frozen=True, slots=True)
 class _Sig:
+    """A distinct governing rule set (all rules of the policies isolating an endpoint in one direction)."""
+
     rules: tuple[int, ...]
     relevant: int  # union of the rules' clause masks: the only peer bits that matter
     named: bool  # whether any rule has named ports (then the destination's ports matter)
@@ -153,6 +163,8 @@ class _Sig:
 
 @dataclass(frozen=True, slots=True)
 class _CRule:
+    """A rule with its peers compiled to a clause mask (_ANY if it has no from/to)."""
+
     ref: RuleRef
     rule: Rule
     mask: int
@@ -162,8 +174,10 @@ class ConnectivityMatrix(Mapping[tuple[Endpoint, Endpoint], PortSet]):
     """(src, dst) -> allowed PortSet for every source/destination pair.
 
     Fully evaluated at construction, but stored per pair of endpoint *classes* (endpoints
-    policies cannot tell apart), so 5,000 x 5,000 pairs do not need 25M dict entries.
-    `groups()` exposes the classes directly, which is what summaries should iterate.
+    policies cannot tell apart) and sparsely, so 5,000 x 5,000 pairs need neither 25M
+    entries nor 25M computations. A class pair missing from its row is ALL when the source
+    is not isolated for egress and the destination not for ingress, and NONE otherwise.
+    `groups()` exposes the classes, which is what summaries should iterate.
     """
 
     def __init__(
@@ -172,17 +186,27 @@ class ConnectivityMatrix(Mapping[tuple[Endpoint, Endpoint], PortSet]):
         destinations: tuple[Endpoint, ...],
         src_class: dict[Endpoint, int],
         dst_class: dict[Endpoint, int],
-        rows: list[list[PortSet]],
+        rows: list[dict[int, PortSet]],
+        open_egress: list[bool],
+        open_ingress: list[bool],
     ) -> None:
         self.sources = sources
         self.destinations = destinations
         self._src_class = src_class
         self._dst_class = dst_class
         self._rows = rows
+        self._open_eg = open_egress
+        self._open_in = open_ingress
+
+    def _get(self, si: int, di: int) -> PortSet:
+        hit = self._rows[si].get(di)
+        if hit is not None:
+            return hit
+        return PortSet.ALL if self._open_eg[si] and self._open_in[di] else PortSet.NONE
 
     def __getitem__(self, key: tuple[Endpoint, Endpoint]) -> PortSet:
         src, dst = key
-        return self._rows[self._src_class[src]][self._dst_class[dst]]
+        return self._get(self._src_class[src], self._dst_class[dst])
 
     def __iter__(self) -> Iterator[tuple[Endpoint, Endpoint]]:
         return ((s, d) for s in self.sources for d in self.destinations)
@@ -195,17 +219,79 @@ class ConnectivityMatrix(Mapping[tuple[Endpoint, Endpoint], PortSet]):
             return False
         return key[0] in self._src_class and key[1] in self._dst_class
 
-    def groups(self) -> Iterator[tuple[tuple[Endpoint, ...], tuple[Endpoint, ...], PortSet]]:
-        """(sources, destinations, ports) per class pair; every pair in the product shares `ports`."""
+    def groups(
+        self, include_denied: bool = True
+    ) -> Iterator[tuple[tuple[Endpoint, ...], tuple[Endpoint, ...], PortSet]]:
+        """(sources, destinations, ports) per class pair; every pair in the product shares `ports`.
+
+        With include_denied=False only pairs with something allowed are produced, in time
+        proportional to their number rather than to the size of the matrix.
+        """
         srcs = _members(self._src_class)
         dsts = _members(self._dst_class)
+        open_in = [di for di, is_open in enumerate(self._open_in) if is_open]
         for si, row in enumerate(self._rows):
-            for di, ports in enumerate(row):
+            if include_denied:
+                for di in range(len(dsts)):
+                    yield srcs[si], dsts[di], self._get(si, di)
+                continue
+            for di, ports in row.items():
                 yield srcs[si], dsts[di], ports
+            if self._open_eg[si]:
+                for di in open_in:
+                    if di not in row:
+                        yield srcs[si], dsts[di], PortSet.ALL
 
     @property
     def class_counts(self) -> tuple[int, int]:
-        return len(self._rows), len(self._rows[0]) if self._rows else 0
+        """(source classes, destination classes): the size of the evaluated matrix."""
+        return len(self._rows), len(self._open_in)
+
+
+class _Pruner:
+    """Bitsets over destination classes that narrow each row to the pairs worth computing.
+
+    Pairs where neither side is isolated are ALL and left implicit (see ConnectivityMatrix).
+    Otherwise something can be allowed only if (the destination's ingress is open, or one of
+    its ingress rules' clauses matches the source) and (the source's egress is open, or one
+    of its egress rules' clauses matches the destination). Both tests are ORs of per-clause
+    bitsets, so a row costs time in its candidates rather than in its length.
+    """
+
+    def __init__(self, ev: Evaluator, dsts: list[tuple[_Atom, ...]]) -> None:
+        self._ev = ev
+        self.open_in = [all(a.in_sig < 0 for a in d) for d in dsts]
+        has_clause: dict[int, list[int]] = defaultdict(list)  # clause bit -> dst classes whose peer matches it
+        in_clause: dict[int, list[int]] = defaultdict(list)  # clause bit -> dst classes whose ingress rules use it
+        for j, d in enumerate(dsts):
+            for atom in d:
+                for c in _iter_bits(atom.peer_mask):
+                    has_clause[c].append(j)
+                if atom.in_sig >= 0:
+                    for c in _iter_bits(ev._relevant(atom.in_sig)):
+                        in_clause[c].append(j)
+        self._has = {c: _to_bits(js) for c, js in has_clause.items()}
+        self._in = {c: _to_bits(js) for c, js in in_clause.items()}
+        self._open_in_bits = _to_bits(j for j, is_open in enumerate(self.open_in) if is_open)
+        self._cache: dict[tuple[tuple[int, int], ...], int] = {}
+
+    def candidates(self, src: tuple[_Atom, ...]) -> int:
+        key = tuple((a.peer_mask, a.eg_sig) for a in src)
+        hit = self._cache.get(key)
+        if hit is None:
+            bits = 0
+            for atom in src:
+                for c in _iter_bits(atom.peer_mask):
+                    bits |= self._in.get(c, 0)
+            if not all(a.eg_sig < 0 for a in src):
+                bits |= self._open_in_bits
+                reach = 0
+                for atom in src:
+                    for c in _iter_bits(self._ev._relevant(atom.eg_sig)):
+                        reach |= self._has.get(c, 0)
+                bits &= reach
+            hit = self._cache[key] = bits
+        return hit
 
 
 def _members(classes: dict[Endpoint, int]) -> list[tuple[Endpoint, ...]]:
@@ -222,7 +308,14 @@ class Evaluator:
     the two implementation-defined corners (ipBlock vs pod IPs, External CIDRs).
     """
 
-    def __init__(self, policies: Iterable[NetworkPolicy | Mapping[str, Any]], inventory: Inventory) -> None:
+    def __init__(
+        self,
+        policies: Iterable[NetworkPolicy | Mapping[str, Any]],
+        inventory: Inventory,
+        *,
+        ip_block_matches_pods: bool = True,
+    ) -> None:
+        self.ip_block_matches_pods = ip_block_matches_pods
         self.policies: tuple[NetworkPolicy, ...] = tuple(
             p if isinstance(p, NetworkPolicy) else parse_policy(p) for p in policies
         )
@@ -307,7 +400,7 @@ class Evaluator:
             ]
             mask = _ANY
             for cid, (ns, peer) in enumerate(self._clauses):
-                if _peer_matches_pod(ns, peer, pod, ns_labels):
+                if _peer_matches_pod(ns, peer, pod, ns_labels, self.ip_block_matches_pods):
                     mask |= _bit(cid)
             atom = self._atoms[pod] = self._atom(mask, pod.named_ports, selecting)
         return atom
@@ -362,6 +455,8 @@ class Evaluator:
         idx = _BitIndex(pods, self.inventory)
         clause_lists: list[list[int]] = [[0] for _ in pods]  # bit 0: _ANY
         for cid, (ns, peer) in enumerate(self._clauses):
+            if peer.ip_block is not None and not self.ip_block_matches_pods:
+                continue
             for i in _iter_bits(idx.peer_bits(ns, peer)):
                 clause_lists[i].append(cid + 1)
         selecting: list[list[int]] = [[] for _ in pods]
@@ -435,9 +530,10 @@ class Evaluator:
         dsts = tuple(dict.fromkeys(self.inventory.endpoints if destinations is None else destinations))
         src_class, src_reps = self._classify(srcs, lambda a: (a.eg_sig, a.peer_mask))
         dst_class, dst_reps = self._classify(dsts, lambda a: (a.in_sig, a.peer_mask, a.named))
-        dst_info = [(d[0].in_sig, self._relevant(d[0].in_sig), d[0]) if len(d) == 1 else None for d in dst_reps]
-        rows = [self._row(s, dst_reps, dst_info) for s in src_reps]
-        return ConnectivityMatrix(srcs, dsts, src_class, dst_class, rows)
+        prune = _Pruner(self, dst_reps)
+        rows = [self._row(s, dst_reps, prune) for s in src_reps]
+        open_eg = [all(a.eg_sig < 0 for a in s) for s in src_reps]
+        return ConnectivityMatrix(srcs, dsts, src_class, dst_class, rows, open_eg, prune.open_in)
 
     def _relevant(self, sig: int) -> int:
         return self._sigs[sig].relevant if sig >= 0 else 0
@@ -459,41 +555,21 @@ class Evaluator:
             classes[ep] = ci
         return classes, reps
 
-    def _row(
-        self,
-        src: tuple[_Atom, ...],
-        dsts: list[tuple[_Atom, ...]],
-        dst_info: list[tuple[int, int, _Atom] | None],
-    ) -> list[PortSet]:
-        """One matrix row; the hot loop, so it short-cuts the common "no rule can match" case."""
-        if len(src) != 1:
-            return [self._pair(src, d) for d in dsts]
-        dir_ports, meet, all_, none = self._dir_ports, self._meet, PortSet.ALL, PortSet.NONE
-        eg_sig = src[0].eg_sig
-        eg_rel = self._relevant(eg_sig)
-        smask = src[0].peer_mask
-        row: list[PortSet] = []
-        append = row.append
-        for d, info in zip(dsts, dst_info, strict=True):
-            if info is None:
-                append(self._pair(src, d))
-                continue
-            in_sig, in_rel, da = info
-            if in_sig < 0:
-                i = all_
-            elif not (smask & in_rel):
-                append(none)
-                continue
+    def _row(self, src: tuple[_Atom, ...], dsts: list[tuple[_Atom, ...]], prune: _Pruner) -> dict[int, PortSet]:
+        """One matrix row: the non-empty results among the destinations that could match."""
+        row: dict[int, PortSet] = {}
+        none = PortSet.NONE
+        sa = src[0]
+        for j in _iter_bits(prune.candidates(src)):
+            d = dsts[j]
+            if len(d) == 1 and len(src) == 1:
+                da = d[0]
+                i = self._dir_ports(da.in_sig, sa.peer_mask, da.named)
+                ps = i if i is none else self._meet(self._dir_ports(sa.eg_sig, da.peer_mask, da.named), i)
             else:
-                i = dir_ports(in_sig, smask, da.named)
-            if eg_sig < 0:
-                append(i)
-                continue
-            if not (da.peer_mask & eg_rel):
-                append(none)
-                continue
-            e = dir_ports(eg_sig, da.peer_mask, da.named)
-            append(e if i is all_ else meet(e, i))
+                ps = self._pair(src, d)
+            if ps is not none:
+                row[j] = ps
         return row
 
     def explain(self, src: Endpoint, dst: Endpoint, protocol: str, port: int) -> Verdict:
@@ -559,10 +635,12 @@ def _name(ep: Endpoint) -> str:
     return ep.ref
 
 
-def _peer_matches_pod(namespace: str, peer: Peer, pod: Pod, ns_labels: Mapping[str, str]) -> bool:
+def _peer_matches_pod(
+    namespace: str, peer: Peer, pod: Pod, ns_labels: Mapping[str, str], ip_block_matches_pods: bool
+) -> bool:
     """Single-pod peer matching: the readable reference the bitset path must agree with."""
     if peer.ip_block is not None:
-        return pod.address is not None and peer.ip_block.contains(pod.address)
+        return ip_block_matches_pods and pod.address is not None and peer.ip_block.contains(pod.address)
     if peer.namespace_selector is None:
         assert peer.pod_selector is not None
         return pod.namespace == namespace and peer.pod_selector.matches(pod.labels)

@@ -25,6 +25,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+_INVENTORY_KINDS: Final = ("Namespace", "Pod", "CronJob", *_WORKLOAD_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,22 +172,27 @@ def inventory_from_manifests(
 
     Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) contribute one
     representative pod named after the workload, with `workload="Kind/name"` and no IP.
+    An object whose controlling owner is also among the manifests (the Pods and ReplicaSet
+    of a Deployment in a `kubectl get all` dump) is skipped: its owner already represents it.
     `kind: List` documents are flattened; None entries (empty YAML documents) are skipped.
     """
+    docs = [d for d in _flatten(manifests) if d.get("kind") in _INVENTORY_KINDS]
+    present = {(_namespace_of(d), d.get("kind"), (d.get("metadata") or {}).get("name")) for d in docs}
     namespaces: list[Namespace] = []
     pods: list[Pod] = []
-    for doc in _flatten(manifests):
+    for doc in docs:
         kind = doc.get("kind")
         meta = doc.get("metadata") or {}
         name = meta.get("name")
-        if kind not in ("Namespace", "Pod", "CronJob", *_WORKLOAD_KINDS):
-            continue
         if not isinstance(name, str) or not name:
             raise ValueError(f"{kind} without metadata.name")
         if kind == "Namespace":
             namespaces.append(Namespace(name, _labels(meta, f"Namespace {name}")))
             continue
-        namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+        namespace = _namespace_of(doc)
+        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        if owner is not None and (namespace, owner.get("kind"), owner.get("name")) in present:
+            continue
         where = f"{kind} {namespace}/{name}"
         if kind == "Pod":
             status = doc.get("status") or {}
@@ -214,6 +220,10 @@ def inventory_from_manifests(
             )
         )
     return Inventory(tuple(namespaces), tuple(pods), tuple(externals))
+
+
+def _namespace_of(doc: Mapping[str, Any]) -> str:
+    return str((doc.get("metadata") or {}).get("namespace") or DEFAULT_NAMESPACE)
 
 
 def _flatten(manifests: Iterable[Mapping[str, Any] | None]) -> Iterator[Mapping[str, Any]]:

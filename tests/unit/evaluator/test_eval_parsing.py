@@ -181,6 +181,23 @@ def test_inventory_from_manifests() -> None:
     assert inv.externals[0].ref == "dns"
 
 
+def test_inventory_skips_objects_whose_controller_is_present() -> None:
+    def obj(kind: str, name: str, owner: tuple[str, str] | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "namespace": "shop", "labels": {"app": "web"}}
+        if owner:
+            meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+        tpl = {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}
+        return {"kind": kind, "metadata": meta, "spec": tpl if kind != "Pod" else {"containers": []}}
+
+    dump = [
+        obj("Deployment", "web"),
+        obj("ReplicaSet", "web-5d4f", ("Deployment", "web")),
+        obj("Pod", "web-5d4f-abcde", ("ReplicaSet", "web-5d4f")),
+        obj("Pod", "orphan-1", ("ReplicaSet", "gone")),
+    ]
+    assert [p.ref for p in inventory_from_manifests(dump).pods] == ["shop/web", "shop/orphan-1"]
+
+
 def test_inventory_validation() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         Inventory((), (Pod("a", "x"), Pod("a", "x")))

@@ -323,6 +323,16 @@ def test_ip_block_matches_pod_ips_but_not_pods_without_ip() -> None:
     assert m[with_ip, t] == ALL and m[without, t] == NONE
 
 
+def test_ip_block_matching_of_pod_ips_can_be_switched_off() -> None:
+    with_ip = pod("x/ip", {"app": "s"}, ip="192.168.5.5")
+    target = pod("shop/t", {"app": "t"})
+    p = netpol("p", {"podSelector": sel(app="t"), "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}, "shop")
+    e = Evaluator([p], Inventory((), (target, with_ip)), ip_block_matches_pods=False)
+    assert e.allowed(with_ip, target) == NONE
+    assert e.matrix()[with_ip, target] == NONE
+    assert e.allowed(External("192.168.5.5"), target) == ALL
+
+
 def test_external_endpoints_have_no_policies() -> None:
     ext = External("203.0.113.10", "partner")
     p = netpol(
@@ -422,6 +432,8 @@ def test_matrix_matches_allowed_and_groups_cover_all_pairs() -> None:
         for d in endpoints:
             assert m[s, d] == e.allowed(s, d), (s, d)
     assert sum(len(s) * len(d) for s, d, _ in m.groups()) == len(m)
+    sparse = {(s, d): p for ss, dd, p in m.groups(include_denied=False) for s in ss for d in dd}
+    assert sparse == {k: v for k, v in m.items() if v} and all(sparse.values())
     assert m[FO, DB] == ports("TCP/5432") and m[FW, DB] == NONE and m[FW, FO] == ALL and m[FW, ext] == NONE
     sub = e.matrix([FW], [DB, FO])
     assert dict(sub) == {(FW, DB): NONE, (FW, FO): ALL}
