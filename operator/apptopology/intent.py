@@ -152,20 +152,28 @@ class Intent:
                         out = out.union(PortSet.of(protocol, number))
         return out
 
+    def _flows(
+        self, direction: str, pod: Endpoint, peer: Endpoint, destination: Endpoint, inventory: Inventory
+    ) -> PortSet:
+        """Ports the flows grant ``pod`` in ``direction`` with ``peer`` on the other side."""
+        tiers = set(self.tiers_of(pod))
+        out = PortSet.NONE
+        for flow in self.topology.spec.flows:
+            mine, other = (flow.to, flow.from_) if direction == "ingress" else (flow.from_, flow.to)
+            if mine.tier in tiers and self.matches(other, peer, inventory):
+                out = out.union(self.ports(flow.ports, destination))
+        return out
+
     def ingress(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
         if not self.isolated(destination, "ingress"):
             return PortSet.ALL
+        out = self._flows("ingress", destination, source, destination, inventory)
         spec = self.topology.spec
-        tiers = set(self.tiers_of(destination))
-        out = PortSet.NONE
-        for flow in spec.flows:
-            if flow.to.tier in tiers and self.matches(flow.from_, source, inventory):
-                out = out.union(self.ports(flow.ports, destination))
         mon = spec.monitoring
         scraped = set(mon.tiers if mon.tiers is not None else spec.tier_names())
         if (
             mon.enabled
-            and tiers & scraped
+            and set(self.tiers_of(destination)) & scraped
             and self._peer_matches(mon.namespace_selector, mon.pod_selector, source, inventory)
         ):
             out = out.union(self.ports(mon.ports, destination))
@@ -174,13 +182,8 @@ class Intent:
     def egress(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
         if not self.isolated(source, "egress"):
             return PortSet.ALL
-        spec = self.topology.spec
-        tiers = set(self.tiers_of(source))
-        out = PortSet.NONE
-        for flow in spec.flows:
-            if flow.from_.tier in tiers and self.matches(flow.to, destination, inventory):
-                out = out.union(self.ports(flow.ports, destination))
-        dns = spec.dns
+        out = self._flows("egress", source, destination, destination, inventory)
+        dns = self.topology.spec.dns
         if dns.enabled and self._dns_matches(destination, inventory):
             out = out.union(self.ports(dns.ports, destination))
         return out
