@@ -125,10 +125,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if not number.isdigit():
             raise AnalysisError(f"--port {args.port!r}: expected PORT or PORT/PROTOCOL, e.g. 8080/TCP")
         verdict = explain_one(subj, args.source, args.destination, int(number), (protocol or "TCP").upper())
+        # A pod can never block traffic to itself; for one pod standing for its replicas the verdict is
+        # about replica-to-replica traffic, so say so rather than let DENIED read as "cannot reach itself".
+        same = verdict.source == verdict.destination
+        note = "a pod can always reach itself; this answer is for traffic between different pods of it"
         if args.output == "json":
-            print(json.dumps(verdict_json(verdict), indent=2))
+            print(json.dumps({**verdict_json(verdict), **({"note": note} if same else {})}, indent=2))
         else:
             print(verdict)
+            if same:
+                print(f"  note: {note}")
         return EXIT_OK
     sources, destinations, cells = matrix(subj)
     home = subj.topologies[0].metadata.namespace if len(subj.topologies) == 1 else None
