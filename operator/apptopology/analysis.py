@@ -7,11 +7,22 @@ intent (topology -> declared connectivity). The CLI formats what these functions
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .evaluator import Endpoint, Evaluator, External, Inventory, Namespace, Pod, PortSet, Verdict, parse_policies
+from .evaluator import (
+    ConnectivityMatrix,
+    Endpoint,
+    Evaluator,
+    External,
+    Inventory,
+    Namespace,
+    Pod,
+    PortSet,
+    Verdict,
+    parse_policies,
+)
 from .evaluator import NetworkPolicy as ParsedPolicy
 from .intent import Intent, satisfying_labels, synthesize
 from .model import AppTopology, LabelSelector
@@ -30,6 +41,7 @@ class Subject:
     topologies: tuple[AppTopology, ...]
     inventory: Inventory
     synthesized: bool
+    parsed: tuple[ParsedPolicy, ...]  # the policies, parsed once (the expensive part of a large input)
 
 
 def merge_inventories(inventories: Sequence[Inventory]) -> Inventory:
@@ -119,11 +131,11 @@ def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
         policy.setdefault("metadata", {}).setdefault("namespace", "default")
     if not policies and not topologies:
         raise AnalysisError("no AppTopology or NetworkPolicy documents found")
-    parse(policies)
+    parsed = parse(policies)
     if inventory is not None:
-        return Subject(tuple(policies), tuple(topologies), inventory, False)
+        return Subject(tuple(policies), tuple(topologies), inventory, False, parsed)
     synthesized = [synthesize(t) for t in topologies] or [synthesize_from_policies(policies)]
-    return Subject(tuple(policies), tuple(topologies), merge_inventories(synthesized), True)
+    return Subject(tuple(policies), tuple(topologies), merge_inventories(synthesized), True, parsed)
 
 
 def parse(policies: Iterable[Mapping[str, Any]]) -> tuple[ParsedPolicy, ...]:
@@ -157,27 +169,48 @@ def governed(subj: Subject) -> set[str]:
     return {str((p.get("metadata") or {}).get("namespace") or "default") for p in subj.policies}
 
 
-def matrix(subj: Subject) -> tuple[list[Endpoint], list[Endpoint], dict[tuple[Endpoint, Endpoint], PortSet]]:
-    """Source x destination pairs with at least one side in a governed namespace (elsewhere nothing is
-    decided by these policies). Pods talking to themselves are left out. In a synthesized inventory the
-    near-miss pods are left out too: they exist for verify, and would only clutter the table."""
-    evaluator = Evaluator(parse(subj.policies), subj.inventory)
-    homes = governed(subj)
+@dataclass(frozen=True)
+class MatrixView:
+    """The evaluated matrix, read lazily: a large inventory has millions of pairs, never materialized.
+
+    Only pairs with at least one side in a governed namespace count (elsewhere these policies decide
+    nothing), and a pod talking to itself is left out.
+    """
+
+    sources: list[Endpoint]
+    destinations: list[Endpoint]
+    result: ConnectivityMatrix
+    homes: frozenset[str]
+
+    def relevant(self, source: Endpoint, destination: Endpoint) -> bool:
+        if source == destination:
+            return False
+        return any(isinstance(e, Pod) and e.namespace in self.homes for e in (source, destination))
+
+    def cell(self, source: Endpoint, destination: Endpoint) -> PortSet | None:
+        """The allowed ports, or None for a pair these policies do not decide."""
+        return self.result[source, destination] if self.relevant(source, destination) else None
+
+    def allowed(self) -> Iterator[tuple[Endpoint, Endpoint, PortSet]]:
+        """Every relevant pair with something allowed, in time proportional to their number."""
+        for sources, destinations, ports in self.result.groups(include_denied=False):
+            for source in sources:
+                for destination in destinations:
+                    if self.relevant(source, destination):
+                        yield source, destination, ports
+
+
+def matrix(subj: Subject) -> MatrixView:
+    """The connectivity matrix of ``subj``. In a synthesized inventory the near-miss pods are left out:
+    they exist for verify, and would only clutter the table."""
+    evaluator = Evaluator(subj.parsed, subj.inventory)
     endpoints = [
         e
         for e in subj.inventory.endpoints
         if not (subj.synthesized and isinstance(e, Pod) and (e.workload or "").startswith("near miss"))
     ]
-    sources = [e for e in endpoints]
     destinations = [e for e in endpoints if isinstance(e, Pod)] + [e for e in endpoints if isinstance(e, External)]
-    result = evaluator.matrix(sources, destinations)
-    cells = {
-        (s, d): result[s, d]
-        for s in sources
-        for d in destinations
-        if s != d and any(isinstance(e, Pod) and e.namespace in homes for e in (s, d))
-    }
-    return sources, destinations, cells
+    return MatrixView(endpoints, destinations, evaluator.matrix(endpoints, destinations), frozenset(governed(subj)))
 
 
 def resolve(name: str, subj: Subject) -> Endpoint:
@@ -211,7 +244,7 @@ def resolve(name: str, subj: Subject) -> Endpoint:
 
 
 def explain_one(subj: Subject, source: str, destination: str, port: int, protocol: str) -> Verdict:
-    evaluator = Evaluator(parse(subj.policies), subj.inventory)
+    evaluator = Evaluator(subj.parsed, subj.inventory)
     try:
         return evaluator.explain(resolve(source, subj), resolve(destination, subj), protocol, port)
     except ValueError as exc:
@@ -285,8 +318,8 @@ def diff(old: Subject, new: Subject) -> list[Change]:
     inventory = old.inventory if not old.synthesized else merge_inventories([old.inventory, new.inventory])
     if not new.synthesized:
         inventory = new.inventory
-    before = Evaluator(parse(old.policies), inventory)
-    after = Evaluator(parse(new.policies), inventory)
+    before = Evaluator(old.parsed, inventory)
+    after = Evaluator(new.parsed, inventory)
     endpoints = list(inventory.endpoints)
     a = before.matrix(endpoints, endpoints)
     b = after.matrix(endpoints, endpoints)

@@ -136,33 +136,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if same:
                 print(f"  note: {note}")
         return EXIT_OK
-    sources, destinations, cells = matrix(subj)
+    view = matrix(subj)
     home = subj.topologies[0].metadata.namespace if len(subj.topologies) == 1 else None
-    names = {e: display_name(e, home) for e in [*sources, *destinations]}
-    if args.output == "json":
-        items = [
-            {"from": names[s], "to": names[d], "ports": str(p), "allowed": not p.is_empty}
-            for (s, d), p in cells.items()
-        ]
-        print(json.dumps(items, indent=2))
+    names: dict[Any, str] = {}
+
+    def name(endpoint: Any) -> str:
+        if endpoint not in names:
+            names[endpoint] = display_name(endpoint, home)
+        return names[endpoint]
+
+    out = sys.stdout
+    if args.output in ("json", "csv"):
+        # Machine formats list the allowed pairs only (any pair not listed is denied or not governed),
+        # streamed: a cluster-sized matrix has millions of pairs.
+        if args.output == "csv":
+            writer = csv.writer(out)
+            writer.writerow(["from", "to", "ports"])
+            for s, d, p in view.allowed():
+                writer.writerow([name(s), name(d), str(p)])
+            return EXIT_OK
+        out.write("[")
+        for n, (s, d, p) in enumerate(view.allowed()):
+            out.write(("," if n else "") + "\n  " + json.dumps({"from": name(s), "to": name(d), "ports": str(p)}))
+        out.write("\n]\n")
         return EXIT_OK
-    if args.output == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["from", "to", "ports"])
-        for (s, d), p in cells.items():
-            writer.writerow([names[s], names[d], _ports_cell(p)])
-        return EXIT_OK
-    header = ["from \\ to", *[names[d] for d in destinations]]
-    rows = [header] + [
-        [names[s], *[(_ports_cell(cells[s, d]) if (s, d) in cells else "") for d in destinations]] for s in sources
-    ]
+    header = ["from \\ to", *[name(d) for d in view.destinations]]
+    rows = [header]
+    for s in view.sources:
+        cells = [view.cell(s, d) for d in view.destinations]
+        rows.append([name(s), *[("" if c is None else _ports_cell(c)) for c in cells]])
     if args.output == "md":
         print("| " + " | ".join(c.replace("|", "\\|") for c in header) + " |")
         print("|" + "---|" * len(header))
         for row in rows[1:]:
             print("| " + " | ".join(c or " " for c in row) + " |")
         return EXIT_OK
-    _table(rows, sys.stdout)
+    _table(rows, out)
     if subj.synthesized:
         print("\n(inventory synthesized from the input: one pod per tier and peer, plus stand-ins for the rest)")
     return EXIT_OK

@@ -16,6 +16,9 @@ import yaml
 from .model import AppTopology
 from .validation import InvalidTopology, Issue, parse_topology
 
+# libyaml's loader when PyYAML was built with it: several times faster on large inventories.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class Document:
@@ -63,7 +66,7 @@ def parse_documents(text: str, source: str) -> list[Document]:
     """Split a YAML stream into documents; empty documents (a stray ``---``) are skipped."""
     name = "<stdin>" if source == "-" else source
     try:
-        loaded = list(yaml.safe_load_all(text))
+        loaded = list(yaml.load_all(text, Loader=_SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
