@@ -7,6 +7,7 @@ planner work with, so nothing is lost or renamed by the typed client models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -96,13 +97,26 @@ class Kube:
 
 
 def cluster_manifests() -> list[dict[str, Any]]:
-    """Namespaces and Pods of the kubeconfig's cluster, as manifests, for `explain --cluster`."""
+    """Namespaces, Pods and workloads of the kubeconfig's cluster, as manifests, for `explain --cluster`.
+
+    Workloads are read too so that pods group under the workload that owns them (the inventory skips
+    objects whose controller is also present), which keeps a cluster's matrix readable.
+    """
     load_config()
-    core = client.CoreV1Api()
-    namespaces = _json(core.list_namespace(_preload_content=False)).get("items") or []
-    pods = _json(core.list_pod_for_all_namespaces(_preload_content=False)).get("items") or []
-    for item in namespaces:
-        item["kind"] = "Namespace"
-    for item in pods:
-        item["kind"] = "Pod"
-    return [*namespaces, *pods]
+    core, apps, batch = client.CoreV1Api(), client.AppsV1Api(), client.BatchV1Api()
+    calls: list[tuple[str, Callable[..., Any]]] = [
+        ("Namespace", core.list_namespace),
+        ("Pod", core.list_pod_for_all_namespaces),
+        ("Deployment", apps.list_deployment_for_all_namespaces),
+        ("ReplicaSet", apps.list_replica_set_for_all_namespaces),
+        ("StatefulSet", apps.list_stateful_set_for_all_namespaces),
+        ("DaemonSet", apps.list_daemon_set_for_all_namespaces),
+        ("Job", batch.list_job_for_all_namespaces),
+        ("CronJob", batch.list_cron_job_for_all_namespaces),
+    ]
+    manifests: list[dict[str, Any]] = []
+    for kind, call in calls:
+        for item in _json(call(_preload_content=False)).get("items") or []:
+            item["kind"] = kind
+            manifests.append(item)
+    return manifests

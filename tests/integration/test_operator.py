@@ -7,6 +7,8 @@ deploy/, so a permission it lacks fails here, as it would in production.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -388,3 +390,47 @@ def test_invalid_spec_keeps_previous_policies(cluster: Cluster, running_operator
     events = client.CoreV1Api(cluster.cp.api).list_namespaced_event(namespace, _preload_content=False)
     reasons = [(e.get("type"), e.get("reason")) for e in yaml.safe_load(events.read())["items"]]
     assert ("Warning", "InvalidSpec") in reasons
+
+
+# explain --cluster (issue 4's live inventory) ---------------------------------------------------------
+
+
+def test_explain_reads_the_live_cluster(controlplane: ControlPlane, namespace: str) -> None:
+    """Pods group under their Deployment; the answer matches the offline one for the same labels."""
+    doc = load_example("three-tier.yaml")
+    doc["metadata"]["namespace"] = namespace
+    for tier in ("frontend", "api", "database"):
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": tier, "namespace": namespace},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"tier": tier}},
+                "template": {
+                    "metadata": {"labels": {"tier": tier}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.invalid/none:1"}]},
+                },
+            },
+        }
+        controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(deployment))
+    wait_for(
+        lambda: len(client.CoreV1Api(controlplane.api).list_namespaced_pod(namespace).items) == 6,
+        timeout=60,
+        what="pods created by the deployments",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "apptopology.cli", "explain", "-f", "-", "--cluster", "-o", "json"],
+        input=yaml.safe_dump(doc),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "KUBECONFIG": controlplane.kubeconfig},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    cells = {(c["from"], c["to"]): c["ports"] for c in json.loads(result.stdout)}
+    frontend, api, database = (f"{namespace}/Deployment/{t}" for t in ("frontend", "api", "database"))
+    assert cells[(frontend, api)] == "TCP/8080"
+    assert cells[(api, database)] == "TCP/5432"
+    assert (frontend, database) not in cells
