@@ -113,6 +113,20 @@ def test_rendered_policies_pass_api_server_validation(controlplane: ControlPlane
             assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
+def test_operator_pod_passes_restricted_pod_security(controlplane: ControlPlane) -> None:
+    """deploy/ labels its namespace `enforce: restricted`; the ReplicaSet controller's pod got past it."""
+    core = client.CoreV1Api(controlplane.api)
+    selector = "app.kubernetes.io/name=apptopology,app.kubernetes.io/component=operator"
+    pods = wait_for(
+        lambda: core.list_namespaced_pod("apptopology-system", label_selector=selector).items,
+        timeout=60,
+        what="the operator Deployment's pod (created only if restricted Pod Security admits it)",
+    )
+    spec = pods[0].spec
+    assert spec.security_context.run_as_non_root is True
+    assert spec.containers[0].security_context.read_only_root_filesystem is True
+
+
 # 2. Admission ---------------------------------------------------------------------------------------
 
 
