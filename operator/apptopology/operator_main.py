@@ -15,6 +15,9 @@ def run_operator(namespaces: list[str], liveness: str | None, verbose: bool = Fa
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # Kopf logs "Handler ... succeeded" for every watch event; our own reconcile lines say what changed.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_config()
     from . import handlers  # noqa: F401  (registers the Kopf handlers)
 
