@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .api.spec import AppTopology, LabelSelector
 from .evaluator import (
     ConnectivityMatrix,
     Endpoint,
@@ -25,7 +26,6 @@ from .evaluator import (
 )
 from .evaluator import NetworkPolicy as ParsedPolicy
 from .intent import Intent, satisfying_labels, synthesize
-from .model import AppTopology, LabelSelector
 from .render import render
 
 
@@ -116,7 +116,7 @@ def synthesize_from_policies(policies: Sequence[Mapping[str, Any]]) -> Inventory
 
 def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
     """Split input documents into topologies (rendered) and NetworkPolicies; pick or synthesize an inventory."""
-    from .validation import parse_topology
+    from .api.validation import parse_topology
 
     topologies: list[AppTopology] = []
     policies: list[dict[str, Any]] = []

@@ -19,10 +19,10 @@ import yaml
 
 from . import __version__
 from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
+from .api.validation import InvalidTopology
 from .documents import InputError, load_documents, load_topologies
 from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
 from .render import render, render_all
-from .validation import InvalidTopology
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -71,7 +71,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .operator_main import run_operator  # kopf and kubernetes load only for this command
+    from .controller.main import run_operator  # kopf and kubernetes load only for this command
 
     return run_operator(
         namespaces=args.namespace,
@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _inventory(args: argparse.Namespace) -> Inventory | None:
     """--inventory files/directories, or --cluster (the kubeconfig's cluster), or None (synthesized)."""
     if getattr(args, "cluster", False):
-        from .kube import cluster_manifests  # kubernetes loads only when asked for a live cluster
+        from .controller.kube import cluster_manifests  # kubernetes loads only when asked for a live cluster
 
         manifests = cluster_manifests()
     elif getattr(args, "inventory", None):

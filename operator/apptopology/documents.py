@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .model import AppTopology
-from .validation import InvalidTopology, Issue, parse_topology
+from .api.spec import AppTopology
+from .api.validation import InvalidTopology, Issue, parse_topology
 
 # libyaml's loader when PyYAML was built with it: several times faster on large inventories.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import AppTopology, Endpoint, Port, describe_selector
+from .api.spec import AppTopology, Endpoint, Port, describe_selector
 
 
 @dataclass

@@ -18,9 +18,9 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .api.spec import AppTopology, LabelSelector, Port
+from .api.spec import Endpoint as FlowEndpoint
 from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
-from .model import AppTopology, LabelSelector, Port
-from .model import Endpoint as FlowEndpoint
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared

@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from .model import AppTopology, Endpoint, LabelSelector, Port
+from .api.spec import AppTopology, Endpoint, LabelSelector, Port
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "apptopology-operator"

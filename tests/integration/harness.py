@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from apptopology.kube import Kube
+from apptopology.controller.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "tests" / "controlplane" / "run.sh"

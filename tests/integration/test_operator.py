@@ -28,7 +28,7 @@ from harness import (
 )
 from kubernetes import client
 
-from apptopology.reconcile import normalize_spec
+from apptopology.plan import normalize_spec
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from apptopology import crdgen
-from apptopology.model import (
+from apptopology.api import crdgen
+from apptopology.api.spec import (
     AppTopologySpec,
     Endpoint,
     Flow,
@@ -42,7 +42,7 @@ from apptopology.model import (
     Port,
     Tier,
 )
-from apptopology.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology, parse_topology
 from shared import ROOT, example_documents, invalid_cases
 
 CRD_FILE = ROOT / crdgen.DEFAULT_PATH
@@ -226,7 +226,7 @@ def node_at(path: str) -> dict[str, Any]:
 
 def test_committed_crd_is_the_generated_one() -> None:
     assert CRD_FILE.read_text(encoding="utf-8") == crdgen.render(), (
-        f"{crdgen.DEFAULT_PATH} is stale: run python -m apptopology.crdgen > {crdgen.DEFAULT_PATH}"
+        f"{crdgen.DEFAULT_PATH} is stale: run python -m apptopology.api.crdgen > {crdgen.DEFAULT_PATH}"
     )
 
 
@@ -248,7 +248,7 @@ def test_output_option_writes_the_file(tmp_path: Path) -> None:
 def test_header_says_generated_and_how_to_regenerate() -> None:
     head = CRD_FILE.read_text(encoding="utf-8").splitlines()[:5]
     assert any("DO NOT EDIT" in line for line in head)
-    assert any("python -m apptopology.crdgen" in line for line in head)
+    assert any("python -m apptopology.api.crdgen" in line for line in head)
 
 
 def test_crd_names_scope_and_subresources() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology import crdgen
+from apptopology.api import crdgen
 from apptopology.cli import build_parser
 from shared import ROOT
 

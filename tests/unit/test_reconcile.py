@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apptopology.reconcile import (
+from apptopology.plan import (
     REASON_CONFLICT,
     REASON_INVALID,
     REASON_RECONCILED,

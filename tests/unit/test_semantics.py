@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apptopology.analysis import verify
+from apptopology.api.spec import AppTopology
+from apptopology.api.validation import InvalidTopology, parse_topology
 from apptopology.evaluator import Evaluator, External, Pod, PortSet
 from apptopology.intent import Intent, synthesize
-from apptopology.model import AppTopology
 from apptopology.render import render
-from apptopology.validation import InvalidTopology, parse_topology
 from shared import example_documents
 
 

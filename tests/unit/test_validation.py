@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from apptopology.model import AppTopology
-from apptopology.validation import InvalidTopology, parse_topology
+from apptopology.api.spec import AppTopology
+from apptopology.api.validation import InvalidTopology, parse_topology
 from shared import example_documents, invalid_cases
 
 

@@ -17,10 +17,10 @@ from typing import Any, cast
 import kopf
 import urllib3.exceptions
 
+from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from ..plan import Owner, desired_status, plan, status_changed
+from ..render import MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL
 from .kube import ApiException, Kube
-from .model import API_GROUP, API_VERSION, KIND, PLURAL
-from .reconcile import Owner, desired_status, plan, status_changed
-from .render import MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL
 
 log = logging.getLogger("apptopology")
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import API_GROUP, API_VERSION, KIND
+from .api.spec import API_GROUP, API_VERSION, KIND
+from .api.validation import InvalidTopology, parse_spec
 from .render import render
-from .validation import InvalidTopology, parse_spec
 
 FIELD_MANAGER = "apptopology-operator"
 READY = "Ready"

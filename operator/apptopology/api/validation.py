@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .model import API_GROUP, API_VERSION, KIND, AppTopology
+from .spec import API_GROUP, API_VERSION, KIND, AppTopology
 
 
 @dataclass(frozen=True, order=True)

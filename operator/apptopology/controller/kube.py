@@ -13,8 +13,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .model import API_GROUP, API_VERSION, PLURAL
-from .reconcile import FIELD_MANAGER, Apply, Delete
+from ..api.spec import API_GROUP, API_VERSION, PLURAL
+from ..plan import FIELD_MANAGER, Apply, Delete
 
 __all__ = ["ApiException", "Kube"]
 

@@ -1,0 +1,137 @@
+"""The AppTopology status: its shape (the CRD's status schema is generated from these models), the
+condition types and reasons, and the one way conditions are updated.
+
+Conditions follow the Kubernetes convention (and cert-manager's helpers): one entry per type, updated in
+place; ``lastTransitionTime`` moves only when the status value changes; conditions of other types (ours
+or anyone's) are preserved, never overwritten. Reasons are an enum, so a typo is a type error and the
+list of reasons users can see is this file.
+
+Pure: no kopf, no kubernetes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+
+
+class Reason(StrEnum):
+    """Why Ready has its status."""
+
+    RECONCILED = "Reconciled"
+    """The NetworkPolicies match the spec."""
+    INVALID_SPEC = "InvalidSpec"
+    """The spec is invalid; the policies of the last good revision stay exactly as they were."""
+    NAME_CONFLICT = "NameConflict"
+    """A policy name the revision needs belongs to someone else; nothing of the revision was written."""
+    APPLY_FAILED = "ApplyFailed"
+    """The API server refused part of the revision; the previous revision was kept (or restored) whole."""
+
+
+class Condition(BaseModel):
+    """One aspect of the topology's state, in the standard Kubernetes condition shape. The operator
+    maintains the Ready condition."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: str = Field(max_length=316, description="Condition type. Ready: the NetworkPolicies match the spec.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str | None = Field(
+        default=None,
+        description="Why the condition has its status, one CamelCase word: " + ", ".join(r.value for r in Reason) + ".",
+    )
+    message: str | None = Field(default=None, description="Details for humans, e.g. what is wrong with the spec.")
+    last_transition_time: datetime | None = Field(
+        default=None, alias="lastTransitionTime", description="When status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        ge=0,
+        json_schema_extra={"format": "int64"},
+        description="The metadata.generation the condition was computed for.",
+    )
+
+
+class AppTopologyStatus(BaseModel):
+    """What the operator observed and did. Written only by the operator, through the status subresource."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        ge=0,
+        json_schema_extra={"format": "int64"},
+        description="The metadata.generation of the spec this status describes.",
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Current conditions, at most one per type.",
+    )
+    policies: list[str] | None = Field(
+        default=None,
+        description="Names of the NetworkPolicies of this topology that exist now (after the last reconcile).",
+    )
+    policy_count: int | None = Field(
+        default=None, alias="policyCount", ge=0, description="Number of entries in policies."
+    )
+    tier_count: int | None = Field(default=None, alias="tierCount", ge=0, description="Number of tiers in the spec.")
+    conflicts: list[str] | None = Field(
+        default=None,
+        description="NetworkPolicies that the topology would create but that already exist and belong to "
+        "someone else; they are left untouched.",
+    )
+    kopf: dict[str, Any] | None = Field(
+        default=None,
+        description="Bookkeeping of the Kopf framework the operator runs on (handler progress). Not part of "
+        "the API; do not rely on it.",
+    )
+
+
+def find_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    type_: str,
+    status: Literal["True", "False", "Unknown"],
+    reason: Reason,
+    message: str,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """``conditions`` with the one of ``type_`` set (added at the end if missing), the others untouched.
+
+    ``lastTransitionTime`` keeps its previous value unless the status value changes.
+    """
+    previous = find_condition(conditions, type_)
+    moved = previous is None or previous.get("status") != status
+    entry = {
+        "type": type_,
+        "status": status,
+        "reason": reason.value,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now if moved or previous is None else previous.get("lastTransitionTime", now),
+    }
+    out = [dict(c) if c.get("type") != type_ else entry for c in conditions or []]
+    if previous is None:
+        out.append(entry)
+    return out
+
+
+def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` (a merge patch) would change the stored status."""
+    current = current or {}
+    return any(current.get(k) != v for k, v in new.items())
