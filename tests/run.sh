@@ -15,6 +15,7 @@ echo "== lint and types"
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 .venv/bin/mypy
+.venv/bin/lint-imports
 
 if [ -x tests/controlplane/build.sh ]; then
   echo "== control plane binaries (cached after the first build)"

@@ -1,34 +1,32 @@
-"""Plan a reconcile: compare desired and live NetworkPolicies and decide the minimal set of writes.
+"""Plan a reconcile: desired vs live NetworkPolicies, and the writes (in a safe order) between them.
 
 Pure: it takes the AppTopology object and the namespace's live NetworkPolicies as plain dicts and returns a
-:class:`Plan`. The Kopf handlers only execute plans, so every decision that matters for security (what is
-ours, what is stale, what to leave alone, when to write nothing) is unit-testable here.
+:class:`Plan`. The executor (:mod:`apptopology.controller.reconciler`) only carries plans out, so every
+decision that matters for security is unit-testable here:
 
-Rules:
-- A policy is ours only if it carries a controller ownerReference to this AppTopology's UID. A live policy
-  with a desired name that is not ours is a name conflict: left untouched and reported.
-- Owned policies no longer desired are deleted (by owner UID, with a UID precondition).
-- An invalid spec plans no policy writes at all (fail closed), only the InvalidSpec status.
-- Nothing differs (normalized spec, our labels and annotation, our ownerReference) -> no write.
-- Status is written only when it changes; lastTransitionTime moves only when the condition's status does.
+- **Ours** is decided by one rule, :func:`owned_by`: a controller ownerReference with the topology's UID.
+  Labels only help find candidates; a policy carrying our labels but not our reference is someone else's.
+- **All or nothing.** An invalid spec, or a desired name held by someone else, plans no write at all: the
+  policies of the last good revision stay whole (fail closed).
+- **Safe order.** The writes come from :func:`apptopology.transition.transition`: at every moment the
+  namespace allows a subset of the old revision, then of the new one; stale policies go last.
+- **Minimal.** Policies the API server would store identically (:mod:`apptopology.compare`) are not
+  written; a plan with nothing to change has no writes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .api.spec import API_GROUP, API_VERSION, KIND
 from .api.validation import InvalidTopology, parse_spec
-from .render import render
+from .compare import in_sync, stored_spec
+from .render import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
+from .transition import Phase, transition
 
 FIELD_MANAGER = "apptopology-operator"
-READY = "Ready"
-
-REASON_RECONCILED = "Reconciled"
-REASON_INVALID = "InvalidSpec"
-REASON_CONFLICT = "NameConflict"
-REASON_APPLY_FAILED = "ApplyFailed"
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Owner:
     generation: int
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Owner:
+    def from_body(cls, body: Mapping[str, Any]) -> Owner:
         meta = body["metadata"]
         return cls(meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation") or 0))
 
@@ -57,79 +55,84 @@ class Owner:
         }
 
 
-@dataclass(frozen=True)
-class Apply:
-    """Server-side apply of ``body``. ``existing_uid`` is set when updating a policy we already own, so the
-    write carries a UID precondition and can never land on a foreign object recreated under the name."""
+def owned_by(policy: Mapping[str, Any], uid: str) -> bool:
+    """The one ownership rule: a controller ownerReference to the topology with this UID."""
+    return any(
+        ref.get("uid") == uid
+        and ref.get("controller") is True
+        and ref.get("kind") == KIND
+        and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/")
+        for ref in (policy.get("metadata") or {}).get("ownerReferences") or []
+    )
 
-    body: dict[str, Any]
-    existing_uid: str | None
+
+def candidate_owners(policy: Mapping[str, Any]) -> set[str]:
+    """Names of topologies that may own ``policy`` (controller reference or our topology label), for
+    routing its events. Only a hint: :func:`owned_by` decides."""
+    meta = policy.get("metadata") or {}
+    names = {
+        str(ref["name"])
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/") and ref.get("name")
+    }
+    labels = meta.get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and labels.get(TOPOLOGY_LABEL):
+        names.add(str(labels[TOPOLOGY_LABEL]))
+    return names
+
+
+@dataclass(frozen=True)
+class Write:
+    """One API write: server-side apply of ``body``, or (``body`` None) delete of ``name``.
+
+    ``final``: the write puts the revision's own object in place (or deletes one it no longer has);
+    these are dry-run first. Intermediate writes (isolation, narrowing, guards) are not.
+    """
+
+    name: str
+    body: dict[str, Any] | None
+    phase: Phase
+    final: bool
 
     @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
-
-
-@dataclass(frozen=True)
-class Delete:
-    name: str
-    uid: str
+    def is_delete(self) -> bool:
+        return self.body is None
 
 
 @dataclass
 class Plan:
-    applies: list[Apply] = field(default_factory=list)
-    deletes: list[Delete] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     desired_names: list[str] = field(default_factory=list)
+    # The owned policies before the plan (name -> live object): what a failed attempt restores.
+    owned: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: str | None = None
 
     @property
-    def writes(self) -> int:
-        return len(self.applies) + len(self.deletes)
+    def applies(self) -> list[Write]:
+        return [w for w in self.writes if not w.is_delete]
+
+    @property
+    def deletes(self) -> list[Write]:
+        return [w for w in self.writes if w.is_delete]
+
+    def counts(self) -> tuple[int, int]:
+        """(policies created or updated, policies deleted) once the plan has run."""
+        applied = {w.name for w in self.writes if not w.is_delete and w.name in self.desired_names}
+        deleted = {w.name for w in self.writes if w.is_delete and w.name in self.owned}
+        return len(applied), len(deleted)
 
 
-def _prune(obj: Any) -> Any:
-    """Drop empty containers and None so that ``{}``/``[]``/absent compare equal, as the API treats them."""
-    if isinstance(obj, dict):
-        out = {k: _prune(v) for k, v in obj.items()}
-        return {k: v for k, v in out.items() if v not in (None, {}, [])}
-    if isinstance(obj, list):
-        return [_prune(v) for v in obj]
-    return obj
+def _own_rule_lists(body: dict[str, Any]) -> dict[str, Any]:
+    # Own both rule lists even when empty: server-side apply never removes a field it does not own, so an
+    # `egress: [{}]` added by someone else to a policy without egress rules would survive every re-apply and
+    # silently allow all egress. Owning `[]` lets the forced apply take the field back.
+    body["spec"].setdefault("ingress", [])
+    body["spec"].setdefault("egress", [])
+    return body
 
 
-def normalize_spec(spec: dict[str, Any] | None) -> Any:
-    """A NetworkPolicy spec in comparable form (the API server defaults protocol to TCP; so do we)."""
-    spec = _prune(spec or {})
-    for direction in ("ingress", "egress"):
-        for rule in spec.get(direction, []):
-            for port in rule.get("ports", []):
-                port.setdefault("protocol", "TCP")
-    return spec
-
-
-def is_owned_by(policy: dict[str, Any], uid: str) -> bool:
-    return any(
-        ref.get("uid") == uid and ref.get("controller")
-        for ref in policy.get("metadata", {}).get("ownerReferences") or []
-    )
-
-
-def in_sync(desired: dict[str, Any], live: dict[str, Any], owner: Owner) -> bool:
-    """True when applying ``desired`` would change nothing we manage on ``live``."""
-    if normalize_spec(desired.get("spec")) != normalize_spec(live.get("spec")):
-        return False
-    live_meta = live.get("metadata", {})
-    for key in ("labels", "annotations"):
-        mine = desired["metadata"].get(key) or {}
-        theirs = live_meta.get(key) or {}
-        if any(theirs.get(k) != v for k, v in mine.items()):
-            return False
-    return any(ref == owner.reference() for ref in live_meta.get("ownerReferences") or [])
-
-
-def desired_policies(body: dict[str, Any]) -> list[dict[str, Any]]:
+def desired_policies(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Render the live AppTopology ``body`` into owned NetworkPolicy objects; raises InvalidTopology."""
     owner = Owner.from_body(body)
     topology = parse_spec(owner.name, owner.namespace, body.get("spec"))
@@ -137,108 +140,93 @@ def desired_policies(body: dict[str, Any]) -> list[dict[str, Any]]:
     for policy in policies:
         policy["metadata"]["namespace"] = owner.namespace
         policy["metadata"]["ownerReferences"] = [owner.reference()]
-        # Own both rule lists even when empty: server-side apply never removes a field it does not own, so
-        # an `egress: [{}]` added by someone else to a policy without egress rules would survive every
-        # re-apply and silently allow all egress. Owning `[]` lets the forced apply take the field back.
-        policy["spec"].setdefault("ingress", [])
-        policy["spec"].setdefault("egress", [])
+        _own_rule_lists(policy)
     return policies
 
 
-def plan(body: dict[str, Any], live_policies: list[dict[str, Any]]) -> Plan:
+def _shell(owner: Owner, name: str, spec: Mapping[str, Any], description: str) -> dict[str, Any]:
+    """A policy object of ours with ``spec`` (for guards, and for shapes of policies we are removing)."""
+    return _own_rule_lists(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {
+                "name": name,
+                "namespace": owner.namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, TOPOLOGY_LABEL: owner.name},
+                "annotations": {DESCRIPTION_ANNOTATION: description},
+                "ownerReferences": [owner.reference()],
+            },
+            "spec": dict(spec),
+        }
+    )
+
+
+def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str, Mapping[str, Any]]) -> list[Write]:
+    """The ordered writes taking the ``owned`` live policies to the ``desired`` objects."""
+    wanted = {p["metadata"]["name"]: p for p in desired}
+    rewrite = {n for n, p in wanted.items() if n in owned and not in_sync(p, owned[n])}
+    moves = transition(
+        {n: stored_spec(p.get("spec")) for n, p in owned.items()},
+        {n: stored_spec(p.get("spec")) for n, p in wanted.items()},
+        rewrite,
+        guard_base=owner.name,
+    )
+    writes = []
+    for move in moves:
+        if move.spec is None:
+            writes.append(Write(move.name, None, move.phase, move.final))
+            continue
+        if move.name in wanted:
+            body = {**wanted[move.name], "spec": dict(move.spec)}
+            _own_rule_lists(body)
+        elif move.name in owned:  # a policy on its way out, narrowed first
+            note = ((owned[move.name].get("metadata") or {}).get("annotations") or {}).get(DESCRIPTION_ANNOTATION, "")
+            body = _shell(owner, move.name, move.spec, str(note))
+        else:
+            body = _shell(
+                owner,
+                move.name,
+                move.spec,
+                f"Topology {owner.name}: temporary isolation while its policies change; removed when the "
+                "change completes.",
+            )
+        writes.append(Write(move.name, body, move.phase, move.final))
+    return writes
+
+
+def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]]) -> Plan:
     """The writes that bring the namespace's policies in line with ``body`` (nothing more)."""
     owner = Owner.from_body(body)
+    live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
+    owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
     try:
         desired = desired_policies(body)
     except InvalidTopology as exc:
-        return Plan(invalid="; ".join(str(i) for i in exc.issues))
-
-    result = Plan(desired_names=[p["metadata"]["name"] for p in desired])
-    live_by_name = {p["metadata"]["name"]: p for p in live_policies}
-    for policy in desired:
-        name = policy["metadata"]["name"]
-        live = live_by_name.get(name)
-        if live is None:
-            result.applies.append(Apply(policy, None))
-        elif not is_owned_by(live, owner.uid):
-            result.conflicts.append(name)
-        elif not in_sync(policy, live, owner):
-            result.applies.append(Apply(policy, live["metadata"].get("uid")))
-    wanted = set(result.desired_names)
-    for live in sorted(live_policies, key=lambda p: str(p["metadata"]["name"])):
-        meta = live["metadata"]
-        if meta["name"] not in wanted and is_owned_by(live, owner.uid):
-            result.deletes.append(Delete(meta["name"], meta.get("uid", "")))
-    return result
+        return Plan(owned=owned, invalid="; ".join(str(i) for i in exc.issues))
+    names = [p["metadata"]["name"] for p in desired]
+    conflicts = [n for n in names if n in live and n not in owned]
+    if conflicts:
+        return Plan(conflicts=conflicts, desired_names=names, owned=owned)
+    return Plan(writes=_writes(owner, desired, owned), desired_names=names, owned=owned)
 
 
-def condition(
-    status: str, reason: str, message: str, generation: int, now: str, previous: dict[str, Any] | None
-) -> dict[str, Any]:
-    """A Ready condition; keeps the previous lastTransitionTime unless the status value changes."""
-    moved = previous is None or previous.get("status") != status
-    return {
-        "type": READY,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": now if moved or previous is None else previous.get("lastTransitionTime", now),
-    }
-
-
-def desired_status(body: dict[str, Any], result: Plan, now: str, failure: str | None = None) -> dict[str, Any]:
-    """The status after executing ``result`` (``failure``: message of a write that failed for good)."""
+def restore(
+    body: Mapping[str, Any], before: Mapping[str, Mapping[str, Any]], live_policies: Iterable[Mapping[str, Any]]
+) -> Plan:
+    """The writes that put back the owned policies ``before`` (as read at the start of a failed attempt),
+    in the same safe order, from whatever the attempt left."""
     owner = Owner.from_body(body)
-    current = body.get("status") or {}
-    previous = next((c for c in current.get("conditions") or [] if c.get("type") == READY), None)
-    spec = body.get("spec") or {}
-    tiers = spec.get("tiers") if isinstance(spec, dict) else None
-    tier_count = len(tiers) if isinstance(tiers, list) else 0
-    if result.invalid is not None:
-        # Fail closed: the policies stay as they were, so the status keeps describing them.
-        return {
-            "observedGeneration": owner.generation,
-            "conditions": [condition("False", REASON_INVALID, result.invalid, owner.generation, now, previous)],
-            "policies": list(current.get("policies") or []),
-            "policyCount": len(current.get("policies") or []),
-            "tierCount": tier_count,
-            "conflicts": [],
+    live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
+    owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
+    ours = (MANAGED_BY_LABEL, TOPOLOGY_LABEL)
+    targets = []
+    for name, policy in before.items():
+        meta = policy.get("metadata") or {}
+        target = _shell(owner, name, policy.get("spec") or {}, "")
+        target["metadata"]["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k in ours}
+        target["metadata"]["annotations"] = {
+            k: v for k, v in (meta.get("annotations") or {}).items() if k == DESCRIPTION_ANNOTATION
         }
-    policies = [n for n in result.desired_names if n not in result.conflicts]
-    if failure is not None:
-        cond = condition("False", REASON_APPLY_FAILED, failure, owner.generation, now, previous)
-    elif result.conflicts:
-        names = ", ".join(result.conflicts)
-        cond = condition(
-            "False",
-            REASON_CONFLICT,
-            f"NetworkPolicy {names} already exists and is not owned by this AppTopology; left untouched. "
-            "Rename the topology or the tier, or delete the other policy.",
-            owner.generation,
-            now,
-            previous,
-        )
-    else:
-        cond = condition(
-            "True",
-            REASON_RECONCILED,
-            f"{len(policies)} NetworkPolicies in sync",
-            owner.generation,
-            now,
-            previous,
-        )
-    return {
-        "observedGeneration": owner.generation,
-        "conditions": [cond],
-        "policies": policies,
-        "policyCount": len(policies),
-        "tierCount": tier_count,
-        "conflicts": list(result.conflicts),
-    }
-
-
-def status_changed(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether writing ``new`` would change the stored status (fields we do not manage are ignored)."""
-    current = current or {}
-    return any(current.get(k) != v for k, v in new.items())
+        targets.append(target)
+    return Plan(writes=_writes(owner, targets, owned), desired_names=sorted(before), owned=owned)

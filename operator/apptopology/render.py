@@ -5,9 +5,9 @@ order, so GitOps diffs stay quiet and the operator can compare desired and live 
 
 Policies produced (``N`` is the topology name):
 
-- ``N-default-deny``: scope Namespace only; ``podSelector: {}`` with the isolated directions.
-- ``N-allow-dns``: scope Namespace with egress isolated and DNS enabled; every pod may reach DNS.
-- ``N-tier-T``: the rules of tier T. In scope Tiers it also carries T's isolation (so it always exists,
+- ``N.default-deny``: scope Namespace only; ``podSelector: {}`` with the isolated directions.
+- ``N.allow-dns``: scope Namespace with egress isolated and DNS enabled; every pod may reach DNS.
+- ``N.tier-T``: the rules of tier T. In scope Tiers it also carries T's isolation (so it always exists,
   and includes the DNS rule); in scope Namespace it exists only when T has rules.
 
 Only isolated directions get rules: a rule in a non-isolated direction would itself isolate the pod.
@@ -33,7 +33,10 @@ PortsKey = tuple[tuple[str, int, str, int], ...]  # () = all ports
 
 
 def policy_name(topology: str, suffix: str) -> str:
-    return f"{topology}-{suffix}"
+    """``<topology>.<suffix>``: collision-free by construction. Topology and tier names are DNS-1123 labels
+    (no dots), so the topology is everything before the first dot, and the suffixes (``default-deny``,
+    ``allow-dns``, ``tier-<tier>``, the operator's transient ``guard-<hash>``) cannot be confused."""
+    return f"{topology}.{suffix}"
 
 
 def tier_policy_name(topology: str, tier: str) -> str:

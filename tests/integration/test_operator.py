@@ -196,7 +196,7 @@ def test_update_add_flow_remove_tier(cluster: Cluster, running_operator: Operato
     gen = cluster.patch_spec(namespace, "shop", spec)["metadata"]["generation"]
     wait_for(lambda: cluster.ready(namespace, "shop", gen), what="generation 3 observed")
     doc["spec"] = spec
-    assert "shop-tier-database" not in cluster.policies(namespace)
+    assert "shop.tier-database" not in cluster.policies(namespace)
     assert_policies_match(cluster, namespace, doc, uid)
 
 
@@ -207,17 +207,17 @@ def test_drift_repaired(cluster: Cluster, running_operator: Operator, namespace:
     doc = load_example("three-tier.yaml")
     uid = cluster.create(doc, namespace)["metadata"]["uid"]
     wait_ready(cluster, namespace, "shop")
-    want = rendered(doc, namespace)["shop-tier-api"]["spec"]
+    want = rendered(doc, namespace)["shop.tier-api"]["spec"]
 
     cluster.net.patch_namespaced_network_policy(
-        "shop-tier-api",
+        "shop.tier-api",
         namespace,
         [{"op": "replace", "path": "/spec/ingress/0/ports/0/port", "value": 1}],
         _content_type="application/json-patch+json",
     )
     started = time.monotonic()
     wait_for(
-        lambda: normalize_spec(cluster.policies(namespace)["shop-tier-api"]["spec"]) == normalize_spec(want),
+        lambda: normalize_spec(cluster.policies(namespace)["shop.tier-api"]["spec"]) == normalize_spec(want),
         timeout=10,
         what="edited policy restored",
     )
@@ -225,23 +225,23 @@ def test_drift_repaired(cluster: Cluster, running_operator: Operator, namespace:
 
     # An allow-all rule slipped into the default-deny policy (no rules of its own) is taken back too.
     cluster.net.patch_namespaced_network_policy(
-        "shop-default-deny",
+        "shop.default-deny",
         namespace,
         {"spec": {"egress": [{}], "ingress": [{}]}},
         _content_type="application/merge-patch+json",
     )
     wait_for(
         lambda: (
-            not cluster.policies(namespace)["shop-default-deny"]["spec"].get("egress")
-            and not cluster.policies(namespace)["shop-default-deny"]["spec"].get("ingress")
+            not cluster.policies(namespace)["shop.default-deny"]["spec"].get("egress")
+            and not cluster.policies(namespace)["shop.default-deny"]["spec"].get("ingress")
         ),
         timeout=10,
         what="foreign allow-all rules removed from the default-deny policy",
     )
 
-    cluster.net.delete_namespaced_network_policy("shop-tier-database", namespace)
+    cluster.net.delete_namespaced_network_policy("shop.tier-database", namespace)
     started = time.monotonic()
-    wait_for(lambda: "shop-tier-database" in cluster.policies(namespace), timeout=10, what="deleted policy restored")
+    wait_for(lambda: "shop.tier-database" in cluster.policies(namespace), timeout=10, what="deleted policy restored")
     delete_repair = time.monotonic() - started
     assert_policies_match(cluster, namespace, doc, uid)
     print(f"drift repaired in {edit_repair:.2f}s (edit), {delete_repair:.2f}s (delete)")
@@ -256,21 +256,21 @@ def test_foreign_policy_with_clashing_name_untouched(
     foreign = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "shop-tier-api", "labels": {"owner": "platform-team"}},
+        "metadata": {"name": "shop.tier-api", "labels": {"owner": "platform-team"}},
         "spec": {"podSelector": {"matchLabels": {"legacy": "true"}}, "policyTypes": ["Ingress"]},
     }
     before = cluster.net.create_namespaced_network_policy(namespace, foreign, _preload_content=False)
     before_rv = yaml.safe_load(before.read())["metadata"]["resourceVersion"]
     cluster.create(load_example("three-tier.yaml"), namespace)
     ready = wait_ready(cluster, namespace, "shop", status="False")
-    assert ready["reason"] == "NameConflict" and "shop-tier-api" in ready["message"]
+    assert ready["reason"] == "NameConflict" and "shop.tier-api" in ready["message"]
     policies = cluster.policies(namespace)
-    assert policies["shop-tier-api"]["metadata"]["resourceVersion"] == before_rv
-    assert "ownerReferences" not in policies["shop-tier-api"]["metadata"]
+    assert policies["shop.tier-api"]["metadata"]["resourceVersion"] == before_rv
+    assert "ownerReferences" not in policies["shop.tier-api"]["metadata"]
     # The other policies are still applied.
-    assert {"shop-default-deny", "shop-allow-dns", "shop-tier-frontend", "shop-tier-database"} <= set(policies)
+    assert {"shop.default-deny", "shop.allow-dns", "shop.tier-frontend", "shop.tier-database"} <= set(policies)
     obj = cluster.get(namespace, "shop")
-    assert obj is not None and obj["status"]["conflicts"] == ["shop-tier-api"]
+    assert obj is not None and obj["status"]["conflicts"] == ["shop.tier-api"]
 
 
 # 7. Delete: garbage collection ----------------------------------------------------------------------

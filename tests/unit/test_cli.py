@@ -31,11 +31,11 @@ def test_render_three_tier() -> None:
     assert result.returncode == 0, result.stderr
     docs = list(yaml.safe_load_all(result.stdout))
     assert [d["metadata"]["name"] for d in docs] == [
-        "shop-default-deny",
-        "shop-allow-dns",
-        "shop-tier-frontend",
-        "shop-tier-api",
-        "shop-tier-database",
+        "shop.default-deny",
+        "shop.allow-dns",
+        "shop.tier-frontend",
+        "shop.tier-api",
+        "shop.tier-database",
     ]
     assert all(d["kind"] == "NetworkPolicy" for d in docs)
     assert result.stderr == ""

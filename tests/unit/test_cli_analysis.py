@@ -49,7 +49,7 @@ def test_explain_matrix_formats(capsys: pytest.CaptureFixture[str], fmt: str) ->
 def test_explain_one_question(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--from", "frontend", "--to", "api", "--port", "8080")
     assert code == 0 and out.startswith("ALLOWED")
-    assert "shop-tier-frontend egress[0]" in out and "shop-tier-api ingress[0]" in out
+    assert "shop.tier-frontend egress[0]" in out and "shop.tier-api ingress[0]" in out
     code, out, _ = run(
         capsys,
         "explain",
@@ -66,7 +66,7 @@ def test_explain_one_question(capsys: pytest.CaptureFixture[str]) -> None:
     )
     verdict = json.loads(out)
     assert code == 0 and verdict["allowed"] is False
-    assert "production/shop-tier-database" in verdict["ingress"]["isolatedBy"]
+    assert "production/shop.tier-database" in verdict["ingress"]["isolatedBy"]
     code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--from", "api", "--to", "198.51.100.7", "--port", "53/UDP")
     assert code == 0 and out.startswith("DENIED")
 

@@ -70,16 +70,16 @@ def test_three_tier_policy_set() -> None:
         {"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]},
     ]
     policies = by_name(topo(tiers=TIERS, flows=flows))
-    assert list(policies) == ["shop-default-deny", "shop-allow-dns", "shop-tier-web", "shop-tier-api", "shop-tier-db"]
-    api = policies["shop-tier-api"]["spec"]
+    assert list(policies) == ["shop.default-deny", "shop.allow-dns", "shop.tier-web", "shop.tier-api", "shop.tier-db"]
+    api = policies["shop.tier-api"]["spec"]
     assert api["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
     ]
     assert api["egress"] == [
         {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432, "protocol": "TCP"}]}
     ]
-    assert "egress" not in policies["shop-tier-db"]["spec"]
-    assert "ingress" not in policies["shop-tier-web"]["spec"]
+    assert "egress" not in policies["shop.tier-db"]["spec"]
+    assert "ingress" not in policies["shop.tier-web"]["spec"]
 
 
 def test_namespace_and_pod_selector_share_one_peer() -> None:
@@ -101,12 +101,12 @@ def test_namespace_and_pod_selector_share_one_peer() -> None:
                 for peer in rule.get(field, []):
                     if "namespaceSelector" in peer:
                         assert "podSelector" in peer, peer  # every peer here declares both selectors
-    web = policies["shop-tier-web"]["spec"]["ingress"]
+    web = policies["shop.tier-web"]["spec"]["ingress"]
     assert {
         "namespaceSelector": {"matchLabels": {"team": "ops"}},
         "podSelector": {"matchLabels": {"app": "x"}},
     } in web[0]["from"] + web[1]["from"]
-    dns = policies["shop-allow-dns"]["spec"]["egress"][0]["to"]
+    dns = policies["shop.allow-dns"]["spec"]["egress"][0]["to"]
     assert len(dns) == 1 and set(dns[0]) == {"namespaceSelector", "podSelector"}
 
 
@@ -124,11 +124,11 @@ def test_scope_and_isolation_combinations(scope: str, ingress: bool, egress: boo
     if not types:
         assert policies == {}
         return
-    assert ("shop-default-deny" in policies) == (scope == "Namespace")
-    assert ("shop-allow-dns" in policies) == (scope == "Namespace" and egress)
+    assert ("shop.default-deny" in policies) == (scope == "Namespace")
+    assert ("shop.allow-dns" in policies) == (scope == "Namespace" and egress)
     for name, policy in policies.items():
         spec = policy["spec"]
-        assert spec["policyTypes"] == (["Egress"] if name == "shop-allow-dns" else types)
+        assert spec["policyTypes"] == (["Egress"] if name == "shop.allow-dns" else types)
         # Only isolated directions carry rules: a rule in the other direction would isolate it.
         if not ingress:
             assert "ingress" not in spec
@@ -136,14 +136,14 @@ def test_scope_and_isolation_combinations(scope: str, ingress: bool, egress: boo
             assert "egress" not in spec
     if scope == "Tiers":
         # Every tier carries its own isolation (db has no flows, still isolated).
-        assert {"shop-tier-web", "shop-tier-api", "shop-tier-db"} <= set(policies)
+        assert {"shop.tier-web", "shop.tier-api", "shop.tier-db"} <= set(policies)
         if egress:
             for tier in ("web", "api", "db"):
-                dns_rules = [r for r in policies[f"shop-tier-{tier}"]["spec"]["egress"] if "to" in r]
+                dns_rules = [r for r in policies[f"shop.tier-{tier}"]["spec"]["egress"] if "to" in r]
                 assert any("namespaceSelector" in p for r in dns_rules for p in r["to"])
     else:
-        assert "shop-tier-db" not in policies  # no rules, and the namespace default-deny isolates it
-        assert policies["shop-default-deny"]["spec"] == {"podSelector": {}, "policyTypes": types}
+        assert "shop.tier-db" not in policies  # no rules, and the namespace default-deny isolates it
+        assert policies["shop.default-deny"]["spec"] == {"podSelector": {}, "policyTypes": types}
 
 
 def test_rules_are_merged_and_deduplicated() -> None:
@@ -153,7 +153,7 @@ def test_rules_are_merged_and_deduplicated() -> None:
         {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}]},
         {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 9000}]},
     ]
-    api = by_name(topo(tiers=TIERS, flows=flows))["shop-tier-api"]["spec"]["ingress"]
+    api = by_name(topo(tiers=TIERS, flows=flows))["shop.tier-api"]["spec"]["ingress"]
     # web has {8080, 9000}, db has {8080}: two rules, one per distinct port set, no duplicate port.
     assert len(api) == 2
     for rule in api:
@@ -169,10 +169,10 @@ def test_all_ports_absorbs_specific_ports_and_anywhere_absorbs_peers() -> None:
         {"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 1}]},
     ]
     policies = by_name(topo(tiers=TIERS, flows=flows))
-    assert policies["shop-tier-api"]["spec"]["ingress"] == [
+    assert policies["shop.tier-api"]["spec"]["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}
     ]
-    assert policies["shop-tier-db"]["spec"]["ingress"] == [{"ports": [{"port": 1, "protocol": "TCP"}]}]
+    assert policies["shop.tier-db"]["spec"]["ingress"] == [{"ports": [{"port": 1, "protocol": "TCP"}]}]
 
 
 def test_labels_names_annotation() -> None:
@@ -180,10 +180,10 @@ def test_labels_names_annotation() -> None:
     for policy in render(parse_topology(topo(flows=flows))):
         meta = policy["metadata"]
         assert meta["labels"] == {MANAGED_BY_LABEL: "apptopology-operator", TOPOLOGY_LABEL: "shop"}
-        assert meta["name"].startswith("shop-") and len(meta["name"]) <= 253
+        assert meta["name"].startswith("shop.") and len(meta["name"]) <= 253
         assert meta["namespace"] == "prod"
         assert meta["annotations"]["apptopology.io/description"].startswith("Topology shop")
-    web = by_name(topo(flows=flows))["shop-tier-web"]
+    web = by_name(topo(flows=flows))["shop.tier-web"]
     assert "peers talk" in web["metadata"]["annotations"]["apptopology.io/description"]
 
 
@@ -212,11 +212,11 @@ def test_egress_only_topology_has_no_ingress_anywhere() -> None:
 def test_monitoring_only_on_listed_tiers() -> None:
     mon = {"enabled": True, "namespaceSelector": {}, "ports": [{"port": 9100}], "tiers": ["api"]}
     policies = by_name(topo(tiers=TIERS, monitoring=mon))
-    assert "shop-tier-api" in policies and "shop-tier-web" not in policies
-    assert policies["shop-tier-api"]["spec"]["ingress"] == [
+    assert "shop.tier-api" in policies and "shop.tier-web" not in policies
+    assert policies["shop.tier-api"]["spec"]["ingress"] == [
         {"from": [{"namespaceSelector": {}}], "ports": [{"port": 9100, "protocol": "TCP"}]}
     ]
 
 
 def test_dns_disabled() -> None:
-    assert "shop-allow-dns" not in by_name(topo(dns={"enabled": False}))
+    assert "shop.allow-dns" not in by_name(topo(dns={"enabled": False}))

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from apptopology.analysis import verify
 from apptopology.api.spec import AppTopology
@@ -22,6 +21,7 @@ from apptopology.evaluator import Evaluator, External, Pod, PortSet
 from apptopology.intent import Intent, synthesize
 from apptopology.render import render
 from shared import example_documents
+from strategies import topologies
 
 
 def differences(topology: AppTopology, policies: list[dict[str, Any]] | None = None) -> list[str]:
@@ -103,7 +103,7 @@ def test_concrete_connectivity_of_three_tiers() -> None:
 def test_and_peer_split_into_or_is_caught() -> None:
     topology = shop()
     policies = render(topology)
-    rule = _policy(policies, "shop-tier-api")["spec"]["ingress"]
+    rule = _policy(policies, "shop.tier-api")["spec"]["ingress"]
     for r in rule:
         split = []
         for peer in r.get("from", []):
@@ -117,7 +117,7 @@ def test_and_peer_split_into_or_is_caught() -> None:
 
 def test_missing_dns_is_caught() -> None:
     topology = shop()
-    policies = [p for p in render(topology) if p["metadata"]["name"] != "shop-allow-dns"]
+    policies = [p for p in render(topology) if p["metadata"]["name"] != "shop.allow-dns"]
     found = differences(topology, policies)
     assert found and all("missing" in line for line in found)
     assert any("dns-pod" in line for line in found)
@@ -127,7 +127,7 @@ def test_egress_rule_in_non_isolated_direction_is_caught() -> None:
     """An egress rule on a pod whose egress the topology leaves open would isolate it: connectivity lost."""
     topology = shop(defaultDeny={"egress": False})
     policies = render(topology)
-    api = _policy(policies, "shop-tier-api")
+    api = _policy(policies, "shop.tier-api")
     api["spec"]["policyTypes"] = ["Ingress", "Egress"]
     api["spec"]["egress"] = [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]
     assert any("missing" in line for line in differences(topology, policies))
@@ -138,138 +138,19 @@ def test_wider_port_is_caught() -> None:
     policies = render(topology)
     # Widening db's ingress alone changes nothing (api's egress still only reaches 5432); web's ingress
     # from anywhere is what the internet sees.
-    _policy(policies, "shop-tier-db")["spec"]["ingress"][0]["ports"][0]["endPort"] = 5440
+    _policy(policies, "shop.tier-db")["spec"]["ingress"][0]["ports"][0]["endPort"] = 5440
     assert differences(topology, policies) == []
-    _policy(policies, "shop-tier-web")["spec"]["ingress"][0]["ports"][0]["endPort"] = 450
+    _policy(policies, "shop.tier-web")["spec"]["ingress"][0]["ports"][0]["endPort"] = 450
     assert any("extra" in line and "TCP/444-450" in line for line in differences(topology, policies))
 
 
 def test_missing_default_deny_is_caught() -> None:
     topology = shop()
-    policies = [p for p in render(topology) if p["metadata"]["name"] != "shop-default-deny"]
+    policies = [p for p in render(topology) if p["metadata"]["name"] != "shop.default-deny"]
     assert any("unlabelled" in line for line in differences(topology, policies))
 
 
-# Random topologies ---------------------------------------------------------------------------------
-
-LABELS = st.sampled_from([{}, {"app": "a"}, {"app": "b"}, {"tier": "x"}, {"app": "a", "tier": "x"}])
-EXPRESSIONS = st.sampled_from(
-    [
-        [],
-        [{"key": "app", "operator": "In", "values": ["a", "b"]}],
-        [{"key": "app", "operator": "NotIn", "values": ["a"]}],
-        [{"key": "tier", "operator": "Exists"}],
-        [{"key": "tier", "operator": "DoesNotExist"}],
-    ]
-)
-
-
-@st.composite
-def selectors(draw: st.DrawFn) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    labels = draw(LABELS)
-    if labels:
-        out["matchLabels"] = labels
-    expressions = draw(EXPRESSIONS)
-    if expressions:
-        out["matchExpressions"] = expressions
-    return out
-
-
-PORTS = st.lists(
-    st.sampled_from(
-        [
-            {"port": 80},
-            {"port": 443},
-            {"port": 53, "protocol": "UDP"},
-            {"port": 8000, "endPort": 8100},
-            {"port": 8080, "endPort": 8080},
-            {"port": "http"},
-            {"port": "dns", "protocol": "UDP"},
-            {"port": 3868, "protocol": "SCTP"},
-        ]
-    ),
-    max_size=3,
-)
-CIDRS = st.sampled_from(
-    [
-        {"cidr": "0.0.0.0/0"},
-        {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "192.168.0.0/16"]},
-        {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]},
-        {"cidr": "203.0.113.0/24"},
-        {"cidr": "::/0", "except": ["fc00::/7"]},
-    ]
-)
-
-
-@st.composite
-def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["tier", "tier", "ipBlock", "anywhere", "ns", "pod", "both"]))
-    if kind == "tier":
-        return {"tier": draw(st.sampled_from(tiers))}
-    if kind == "ipBlock":
-        return {"ipBlock": draw(CIDRS)}
-    if kind == "anywhere":
-        return {"anywhere": True}
-    out: dict[str, Any] = {}
-    if kind in ("ns", "both"):
-        out["namespaceSelector"] = draw(
-            st.sampled_from(
-                [{}, {"matchLabels": {"team": "ops"}}, {"matchLabels": {"kubernetes.io/metadata.name": "x"}}]
-            )
-        )
-    if kind in ("pod", "both"):
-        out["podSelector"] = draw(selectors())
-    return out
-
-
-@st.composite
-def topologies(draw: st.DrawFn) -> dict[str, Any]:
-    names = draw(st.lists(st.sampled_from(["web", "api", "db", "cache"]), min_size=1, max_size=3, unique=True))
-    tiers = [{"name": n, "podSelector": draw(selectors())} for n in names]
-    flows = []
-    for _ in range(draw(st.integers(0, 4))):
-        src = draw(endpoints(names))
-        dst = draw(endpoints(names))
-        if "tier" not in src and "tier" not in dst:
-            dst = {"tier": draw(st.sampled_from(names))}
-        flow: dict[str, Any] = {"from": src, "to": dst}
-        ports = draw(PORTS)
-        if ports:
-            flow["ports"] = ports
-        flows.append(flow)
-    spec: dict[str, Any] = {
-        "defaultDeny": {
-            "scope": draw(st.sampled_from(["Namespace", "Tiers"])),
-            "ingress": draw(st.booleans()),
-            "egress": draw(st.booleans()),
-        },
-        "tiers": tiers,
-        "flows": flows,
-    }
-    dns = draw(
-        st.sampled_from(
-            [None, {"enabled": False}, {"podSelector": {}}, {"ports": [{"port": "dns", "protocol": "UDP"}]}]
-        )
-    )
-    if dns is not None:
-        spec["dns"] = dns
-    if draw(st.booleans()):
-        spec["monitoring"] = {
-            "enabled": True,
-            "namespaceSelector": {"matchLabels": {"name": "monitoring"}},
-            "podSelector": draw(st.sampled_from([{}, {"matchLabels": {"app": "prometheus"}}])),
-            "ports": [{"port": 9090}],
-            "tiers": draw(st.sampled_from([None, names[:1]])),
-        }
-        if spec["monitoring"]["tiers"] is None:
-            del spec["monitoring"]["tiers"]
-    return {
-        "apiVersion": "apptopology.io/v1alpha1",
-        "kind": "AppTopology",
-        "metadata": {"name": "t", "namespace": "home"},
-        "spec": spec,
-    }
+# Random topologies (tests/strategies.py) -----------------------------------------------------------
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -405,7 +405,7 @@ class Tier(_Strict):
         max_length=63,
         pattern=DNS1123_LABEL,
         description="Tier name, a DNS-1123 label (lowercase alphanumerics and '-'), unique in the topology. "
-        "Used in the generated policy name <topology>-tier-<name>.",
+        "Used in the generated policy name <topology>.tier-<name>.",
     )
     pod_selector: LabelSelector = Field(
         alias="podSelector",

@@ -135,3 +135,33 @@ def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
     """Whether writing ``new`` (a merge patch) would change the stored status."""
     current = current or {}
     return any(current.get(k) != v for k, v in new.items())
+
+
+def ready_status(
+    current: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    reason: Reason,
+    message: str,
+    policies: Sequence[str],
+    conflicts: Sequence[str] = (),
+    tier_count: int,
+    now: str,
+) -> dict[str, Any]:
+    """The status after a reconcile of ``generation``: Ready (True only for Reconciled) and what exists.
+
+    ``policies`` are the names that exist after the reconcile, whatever happened: the new revision's on
+    success, the old one's when the new one was refused or invalid.
+    """
+    current = current or {}
+    ready: Literal["True", "False"] = "True" if reason is Reason.RECONCILED else "False"
+    return {
+        "observedGeneration": generation,
+        "conditions": set_condition(
+            current.get("conditions"), ConditionType.READY, ready, reason, message, generation, now
+        ),
+        "policies": list(policies),
+        "policyCount": len(policies),
+        "tierCount": tier_count,
+        "conflicts": list(conflicts),
+    }

@@ -1,22 +1,32 @@
 """All Kubernetes API I/O of the operator, in one place.
 
 Objects travel as plain JSON dicts (``_preload_content=False``), the same shape the renderer and the
-planner work with, so nothing is lost or renamed by the typed client models.
+planner work with, so nothing is lost or renamed by the typed client models. Errors leave this module as
+:class:`~apptopology.controller.reconciler.ApiError` only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import functools
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ParamSpec, TypeVar
 
+import urllib3.exceptions
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ..api.spec import API_GROUP, API_VERSION, PLURAL
-from ..plan import FIELD_MANAGER, Apply, Delete
+from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from ..plan import FIELD_MANAGER
+from .reconciler import ApiError
 
-__all__ = ["ApiException", "Kube"]
+__all__ = ["ApiError", "Kube", "load_config"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+COMPONENT = "apptopology-operator"
 
 
 def load_config() -> None:
@@ -31,14 +41,42 @@ def _json(response: Any) -> Any:
     return json.loads(response.read())
 
 
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        return str(exc.body or "")
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    try:
+        yield
+    except ApiException as exc:
+        raise ApiError(int(exc.status or 0), str(exc.reason or ""), _message(exc)) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ApiError(0, type(exc).__name__, str(exc)) from exc
+
+
+def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _api_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class Kube:
-    """The few API calls the operator makes; each is one request."""
+    """The API calls the operator makes; each is one request. Implements the reconciler's ``Cluster``."""
 
     def __init__(self, api_client: client.ApiClient | None = None):
         self.api = api_client or client.ApiClient()
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
 
+    @_translated
     def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return dict(
@@ -53,47 +91,83 @@ class Kube:
                 return None
             raise
 
+    @_translated
     def list_policies(self, namespace: str) -> list[dict[str, Any]]:
         data = _json(self.net.list_namespaced_network_policy(namespace, _preload_content=False))
         return list(data.get("items") or [])
 
-    def apply_policy(self, action: Apply) -> None:
-        body = json.loads(json.dumps(action.body))
-        if action.existing_uid:
-            body["metadata"]["uid"] = action.existing_uid
-        self.net.patch_namespaced_network_policy(
-            action.name,
-            body["metadata"]["namespace"],
-            body,
+    @_translated
+    def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
+        doc = json.loads(json.dumps(body))
+        if uid:
+            doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
+        response = self.net.patch_namespaced_network_policy(
+            doc["metadata"]["name"],
+            doc["metadata"]["namespace"],
+            doc,
             field_manager=FIELD_MANAGER,
-            force=action.existing_uid is not None,
+            force=uid is not None,
             _content_type="application/apply-patch+yaml",
+            dry_run="All" if dry_run else None,
             _preload_content=False,
         )
+        return dict(_json(response))
 
-    def delete_policy(self, namespace: str, action: Delete) -> None:
+    @_translated
+    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+            dry_run=["All"] if dry_run else None,
+        )
         try:
-            self.net.delete_namespaced_network_policy(
-                action.name,
-                namespace,
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=action.uid)),
-                _preload_content=False,
-            )
+            self.net.delete_namespaced_network_policy(name, namespace, body=options, _preload_content=False)
         except ApiException as exc:
             if exc.status != 404:  # already gone: the goal is reached
                 raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    @_translated
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            # Precondition: written only over the revision this status was computed from (409 otherwise).
+            patch["metadata"] = {"resourceVersion": resource_version}
         self.custom.patch_namespaced_custom_object_status(
             API_GROUP,
             API_VERSION,
             namespace,
             PLURAL,
             name,
-            {"status": status},
+            patch,
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
+
+    @_translated
+    def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = topology["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event: Any = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "eventTime": None,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
 
 
 def cluster_manifests() -> list[dict[str, Any]]:

@@ -1,0 +1,246 @@
+"""The executor: read the topology and its policies, carry out the plan, report status.
+
+All or nothing per revision. Every final write of a plan is first sent as a server-side dry run
+(``dryRun=All``), so the API server's validation, admission and quota speak before anything changes; a
+refusal writes nothing. If a real write still fails half way, the owned policies read at the start are
+put back (in the same safe order) and Ready=False/ApplyFailed says what was refused. Whatever happens, the
+write order of :mod:`apptopology.transition` means the namespace never allows more than the old or the new
+revision, even if the process dies between two writes.
+
+Fresh state: a reconcile always reads the topology itself (never an event's copy, which may be older),
+and writes status with the resourceVersion it read as a precondition, so an older observedGeneration can
+never overwrite a newer one.
+
+The cluster is reached only through :class:`Cluster` (implemented by :mod:`apptopology.controller.kube`,
+faked in the unit tests).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..api.status import Reason, ready_status, status_changed
+from ..plan import Owner, Plan, Write, owned_by, plan, restore
+
+log = logging.getLogger("apptopology")
+
+MAX_MESSAGE = 1000  # characters of an API server message quoted in status and events
+
+
+class ApiError(Exception):
+    """A refused or failed API request. ``status`` 0: no HTTP answer (connection, timeout)."""
+
+    def __init__(self, status: int, reason: str, message: str = ""):
+        self.status, self.reason, self.message = status, reason, message
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying as is: conflicts (someone wrote in between), throttling, server and network errors."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
+    def brief(self) -> str:
+        return str(self)[:MAX_MESSAGE]
+
+
+class Cluster(Protocol):
+    """The API calls a reconcile makes (each one request)."""
+
+    def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_policies(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply; ``uid`` set: update of that object only (forced), None: create (not forced)."""
+        ...
+
+    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+        """Delete (with a UID precondition when given); an object already gone is not an error."""
+        ...
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
+
+    def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the work queue does next with the key."""
+
+    retry: bool = False  # a transient failure: back off and try again
+    requeue_after: float | None = None  # check again later even without an event
+    summary: str = ""
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    """One reconcile of one topology at a time per key (the queue guarantees it)."""
+
+    def __init__(self, cluster: Cluster, now: Callable[[], str] = utc_now, recheck_after: float = 300.0):
+        self.cluster = cluster
+        self.now = now
+        self.recheck_after = recheck_after
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        try:
+            return self._reconcile(namespace, name)
+        except ApiError as exc:
+            if exc.transient:
+                log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
+                return Outcome(retry=True, summary=exc.brief())
+            log.error("%s/%s: %s", namespace, name, exc.brief())
+            return Outcome(requeue_after=self.recheck_after, summary=exc.brief())
+
+    def _reconcile(self, namespace: str, name: str) -> Outcome:
+        body = self.cluster.get_topology(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome(summary="gone")  # garbage collection removes its policies
+        result = plan(body, self.cluster.list_policies(namespace))
+        if result.invalid is not None:
+            return self._report(body, Reason.INVALID_SPEC, result.invalid, list(result.owned))
+        if result.conflicts:
+            return self._report(
+                body,
+                Reason.NAME_CONFLICT,
+                f"NetworkPolicy {', '.join(result.conflicts)} already exists and is not owned by this "
+                "AppTopology; left untouched, and nothing of this revision was written. Delete or rename "
+                "the other policy.",
+                list(result.owned),
+                conflicts=result.conflicts,
+                requeue=True,
+            )
+        if result.writes:
+            refused = self._dry_run(namespace, result)
+            if refused is not None:
+                write, exc = refused
+                message = (
+                    f"The API server refused NetworkPolicy {write.name}: {exc.brief()}. Nothing of this revision "
+                    f"was written; the {len(result.owned)} policies of the previous one stay as they were."
+                )
+                return self._report(body, Reason.APPLY_FAILED, message, list(result.owned), requeue=True)
+            failure = self._write(namespace, result.writes, _uids(result.owned.values()))
+            if failure is not None:
+                return self._restore(body, result, *failure)
+            applied, deleted = result.counts()
+            log.info("%s/%s: %d applied, %d deleted (%d writes)", namespace, name, applied, deleted, len(result.writes))
+            self.cluster.event(
+                body,
+                "Normal",
+                "Applied",
+                f"NetworkPolicies: {applied} created or updated, {deleted} deleted "
+                f"(generation {Owner.from_body(body).generation})",
+            )
+        count = len(result.desired_names)
+        return self._report(body, Reason.RECONCILED, f"{count} NetworkPolicies in sync", result.desired_names)
+
+    def _dry_run(self, namespace: str, result: Plan) -> tuple[Write, ApiError] | None:
+        """Ask the API server about every final write; the first refusal, or None. Transient errors raise."""
+        uids = _uids(result.owned.values())
+        for write in result.writes:
+            if write.final:
+                try:
+                    self._one(namespace, write, uids, dry_run=True)
+                except ApiError as exc:
+                    if exc.transient:
+                        raise
+                    return write, exc
+        return None
+
+    def _write(self, namespace: str, writes: Iterable[Write], uids: dict[str, str]) -> tuple[Write, ApiError] | None:
+        for write in writes:
+            try:
+                self._one(namespace, write, uids, dry_run=False)
+            except ApiError as exc:
+                return write, exc
+        return None
+
+    def _one(self, namespace: str, write: Write, uids: dict[str, str], dry_run: bool) -> None:
+        if write.body is None:
+            self.cluster.delete_policy(namespace, write.name, uids.get(write.name), dry_run=dry_run)
+            if not dry_run:
+                uids.pop(write.name, None)
+            return
+        stored = self.cluster.apply_policy(write.body, uids.get(write.name), dry_run=dry_run)
+        if not dry_run:
+            uids[write.name] = str(stored["metadata"]["uid"])
+
+    def _restore(self, body: dict[str, Any], result: Plan, write: Write, exc: ApiError) -> Outcome:
+        """Put back the policies read at the start; report what was refused (and whether restoring worked)."""
+        namespace = body["metadata"]["namespace"]
+        what = f"Writing NetworkPolicy {write.name} failed: {exc.brief()}."
+        try:
+            back = restore(body, result.owned, self.cluster.list_policies(namespace))
+            failure = self._write(namespace, back.writes, _uids(back.owned.values()))
+        except ApiError as again:
+            failure = (write, again)
+        if failure is None:
+            message = f"{what} The previous revision was restored ({len(result.owned)} policies)."
+            log.warning("%s/%s: %s", namespace, body["metadata"]["name"], message)
+            return self._report(
+                body, Reason.APPLY_FAILED, message, list(result.owned), retry=exc.transient, requeue=True
+            )
+        # Restoring failed too (the API server is likely unavailable). The write order still guarantees the
+        # namespace allows no more than the old or the new revision; the retry finishes the job.
+        message = f"{what} Restoring the previous revision failed too: {failure[1].brief()}. Retrying."
+        log.error("%s/%s: %s", namespace, body["metadata"]["name"], message)
+        try:
+            existing = [
+                n for n, p in _by_name(self.cluster.list_policies(namespace)).items() if owned_by(p, _uid(body))
+            ]
+            return self._report(body, Reason.APPLY_FAILED, message, existing, retry=True)
+        except ApiError:
+            return Outcome(retry=True, summary=message)
+
+    def _report(
+        self,
+        body: dict[str, Any],
+        reason: Reason,
+        message: str,
+        policies: list[str],
+        conflicts: list[str] | None = None,
+        requeue: bool = False,
+        retry: bool = False,
+    ) -> Outcome:
+        """Write the status if it changed (Warning event then too, for anything but success)."""
+        meta = body["metadata"]
+        spec = body.get("spec")
+        tiers = spec.get("tiers") if isinstance(spec, dict) else None
+        status = ready_status(
+            body.get("status"),
+            generation=int(meta.get("generation") or 0),
+            reason=reason,
+            message=message,
+            policies=policies,
+            conflicts=conflicts or [],
+            tier_count=len(tiers) if isinstance(tiers, list) else 0,
+            now=self.now(),
+        )
+        if status_changed(body.get("status"), status):
+            self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
+            if reason is not Reason.RECONCILED:
+                self.cluster.event(body, "Warning", reason.value, message)
+                log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
+        return Outcome(
+            retry=retry,
+            requeue_after=self.recheck_after if requeue and not retry else None,
+            summary=reason.value,
+        )
+
+
+def _by_name(policies: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {str(p["metadata"]["name"]): p for p in policies}
+
+
+def _uid(body: Mapping[str, Any]) -> str:
+    return str(body["metadata"]["uid"])
+
+
+def _uids(policies: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    return {str(p["metadata"]["name"]): str(p["metadata"].get("uid", "")) for p in policies}

@@ -1,0 +1,251 @@
+"""The executor against a fake cluster: every path of a reconcile, and what stays in the namespace."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fake_cluster import FakeCluster
+
+from apptopology.controller.reconciler import ApiError, Reconciler
+from apptopology.transition import within
+
+NS = "prod"
+
+
+def topology(flows: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apptopology.io/v1alpha1",
+        "kind": "AppTopology",
+        "metadata": {"name": "shop", "namespace": NS},
+        "spec": {
+            "tiers": [
+                {"name": "web", "podSelector": {"matchLabels": {"app": "web"}}},
+                {"name": "api", "podSelector": {"matchLabels": {"app": "api"}}},
+                {"name": "db", "podSelector": {"matchLabels": {"app": "db"}}},
+            ],
+            "flows": copy.deepcopy(flows)
+            if flows is not None
+            else [
+                {"from": {"anywhere": True}, "to": {"tier": "web"}, "ports": [{"port": 443}]},
+                {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}]},
+            ],
+            **spec,
+        },
+    }
+
+
+NEXT_FLOWS = [
+    {"from": {"anywhere": True}, "to": {"tier": "web"}, "ports": [{"port": 443}]},
+    {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}]},
+    {"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]},
+    {"from": {"tier": "db"}, "to": {"ipBlock": {"cidr": "10.9.0.0/16"}}, "ports": [{"port": 443}]},
+]
+
+
+@pytest.fixture()
+def cluster() -> FakeCluster:
+    return FakeCluster()
+
+
+@pytest.fixture()
+def reconciler(cluster: FakeCluster) -> Reconciler:
+    return Reconciler(cluster, now=lambda: "2026-12-01T10:00:00Z", recheck_after=60)
+
+
+def ready(cluster: FakeCluster) -> dict[str, Any]:
+    status = cluster.topologies[(NS, "shop")]["status"]
+    return dict(next(c for c in status["conditions"] if c["type"] == "Ready"))
+
+
+def specs(cluster: FakeCluster) -> dict[str, dict[str, Any]]:
+    return {n: p["spec"] for (ns, n), p in cluster.policies.items() if ns == NS}
+
+
+def converged(cluster: FakeCluster, reconciler: Reconciler) -> dict[str, dict[str, Any]]:
+    cluster.add_topology(topology())
+    outcome = reconciler.reconcile(NS, "shop")
+    assert not outcome.retry and ready(cluster)["status"] == "True"
+    cluster.calls.clear()
+    cluster.events.clear()
+    return copy.deepcopy(specs(cluster))
+
+
+def test_create_then_zero_writes(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    cluster.add_topology(topology())
+    outcome = reconciler.reconcile(NS, "shop")
+    assert not outcome.retry and outcome.requeue_after is None
+    assert cluster.names(NS) == ["shop.allow-dns", "shop.default-deny", "shop.tier-api", "shop.tier-web"]
+    assert (ready(cluster)["status"], ready(cluster)["reason"]) == ("True", "Reconciled")
+    status = cluster.topologies[(NS, "shop")]["status"]
+    assert status["policies"] == ["shop.default-deny", "shop.allow-dns", "shop.tier-web", "shop.tier-api"]
+    assert status["observedGeneration"] == 1 and status["tierCount"] == 3
+    assert cluster.events == [("Normal", "Applied", "NetworkPolicies: 4 created or updated, 0 deleted (generation 1)")]
+    # Every final write was dry-run first.
+    assert sorted(n for v, n, d in cluster.calls if d) == sorted(n for v, n in cluster.writes() if v == "apply")
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop")
+    assert cluster.writes() == [] and cluster.writes(dry_run=True) == []
+    assert [v for v, _, _ in cluster.calls] == ["get", "list"]
+
+
+def test_dry_run_refusal_writes_nothing(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    before = converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    refusal = ApiError(422, "Unprocessable Entity", 'NetworkPolicy "shop.tier-db" is invalid: spec.egress[0]...')
+    cluster.refuse("apply", "shop.tier-db", refusal, dry_run=True)
+    outcome = reconciler.reconcile(NS, "shop")
+    assert cluster.writes() == [("status", "shop"), ("event", "shop")]
+    assert specs(cluster) == before
+    cond = ready(cluster)
+    assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("False", "ApplyFailed", 2)
+    assert (
+        "shop.tier-db" in cond["message"] and "422" in cond["message"] and "Nothing of this revision" in cond["message"]
+    )
+    assert cluster.topologies[(NS, "shop")]["status"]["policies"] == sorted(before)
+    assert cluster.events[0][:2] == ("Warning", "ApplyFailed")
+    assert outcome.requeue_after == 60 and not outcome.retry
+
+
+def test_quota_refusal_half_way_restores_the_old_revision(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """Each dry run fits the quota on its own; the second real create does not: everything is put back."""
+    before = converged(cluster, reconciler)
+    cluster.quota = len(before) + 1
+    spec = topology(NEXT_FLOWS)["spec"]
+    spec["tiers"].append({"name": "cache", "podSelector": {"matchLabels": {"app": "cache"}}})
+    spec["flows"].append({"from": {"tier": "api"}, "to": {"tier": "cache"}, "ports": [{"port": 6379}]})
+    cluster.update_spec(NS, "shop", spec)  # two new policies: db and cache
+    outcome = reconciler.reconcile(NS, "shop")
+    assert any(v == "apply" for v, _ in cluster.writes())  # it did start writing
+    assert specs(cluster) == before
+    cond = ready(cluster)
+    assert cond["reason"] == "ApplyFailed" and "exceeded quota" in cond["message"] and "restored" in cond["message"]
+    assert outcome.requeue_after == 60
+
+
+def test_transient_failure_half_way_restores_then_retries(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    before = converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    cluster.refuse("apply", "shop.tier-db", ApiError(503, "Service Unavailable"), dry_run=False, times=1)
+    outcome = reconciler.reconcile(NS, "shop")
+    assert outcome.retry
+    assert specs(cluster) == before and ready(cluster)["reason"] == "ApplyFailed"
+    outcome = reconciler.reconcile(NS, "shop")
+    assert not outcome.retry and ready(cluster)["status"] == "True"
+    assert "shop.tier-db" in specs(cluster)
+
+
+def test_when_restoring_fails_too_the_namespace_is_within_one_revision(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    """The API server goes away half way: no restore possible. The write order still bounds what is open."""
+    before = converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    done = [0]
+
+    def outage(verb: str, name: str, dry: bool) -> ApiError | None:
+        if verb in ("apply", "delete") and not dry:
+            done[0] += 1
+            if done[0] > 1:
+                return ApiError(0, "ConnectionRefusedError")
+        return None
+
+    cluster.rules.append(outage)
+    outcome = reconciler.reconcile(NS, "shop")
+    assert outcome.retry
+    after = {n: s for n, s in specs(cluster).items()}
+    target = {n: s for n, s in _rendered(NEXT_FLOWS).items()}
+    assert after != before
+    assert within(after, before) or within(after, target)
+    assert "Restoring the previous revision failed too" in ready(cluster)["message"]
+
+
+def _rendered(flows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    other = FakeCluster()
+    other.add_topology(topology(flows))
+    Reconciler(other).reconcile(NS, "shop")
+    return specs(other)
+
+
+def test_name_conflict_writes_nothing(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    cluster.put_policy(
+        {
+            "metadata": {"name": "shop.tier-api", "namespace": NS, "labels": {"owner": "platform"}},
+            "spec": {"podSelector": {"matchLabels": {"legacy": "true"}}, "policyTypes": ["Ingress"]},
+        }
+    )
+    cluster.add_topology(topology())
+    outcome = reconciler.reconcile(NS, "shop")
+    assert [w for w in cluster.writes() if w[0] in ("apply", "delete")] == []
+    assert cluster.names(NS) == ["shop.tier-api"]
+    cond = ready(cluster)
+    assert cond["reason"] == "NameConflict" and "shop.tier-api" in cond["message"]
+    assert cluster.topologies[(NS, "shop")]["status"]["conflicts"] == ["shop.tier-api"]
+    assert outcome.requeue_after == 60
+
+
+def test_invalid_spec_keeps_policies_no_retry(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    before = converged(cluster, reconciler)
+    spec = topology()["spec"]
+    spec["flows"] = [{"from": {"tier": "web"}, "to": {"tier": "databse"}}]
+    cluster.update_spec(NS, "shop", spec)
+    outcome = reconciler.reconcile(NS, "shop")
+    assert not outcome.retry and outcome.requeue_after is None
+    assert specs(cluster) == before
+    assert ready(cluster)["reason"] == "InvalidSpec" and cluster.events[0][:2] == ("Warning", "InvalidSpec")
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop")  # the status write's own event: nothing more to do
+    assert cluster.writes() == []
+
+
+def test_errors_outside_writes(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    cluster.add_topology(topology())
+    cluster.refuse("list", None, ApiError(500, "Internal Server Error"), times=1)
+    assert reconciler.reconcile(NS, "shop").retry
+    cluster.refuse("get", None, ApiError(403, "Forbidden"), times=1)
+    outcome = reconciler.reconcile(NS, "shop")
+    assert not outcome.retry and outcome.requeue_after == 60
+    assert cluster.writes() == []
+    assert not reconciler.reconcile(NS, "shop").retry  # both failures were one-off
+
+
+def test_status_never_overwrites_a_newer_generation(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """The spec changes between the read and the status write: the write is refused, the retry reports
+    the newer generation."""
+    converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    bumped = [False]
+
+    def concurrent_edit(verb: str, name: str, dry: bool) -> ApiError | None:
+        if verb == "status" and not bumped[0]:
+            bumped[0] = True
+            cluster.update_spec(NS, "shop", topology()["spec"])
+        return None
+
+    cluster.rules.append(concurrent_edit)
+    assert reconciler.reconcile(NS, "shop").retry
+    assert cluster.topologies[(NS, "shop")]["status"]["observedGeneration"] == 1
+    assert not reconciler.reconcile(NS, "shop").retry
+    assert cluster.topologies[(NS, "shop")]["status"]["observedGeneration"] == 3
+
+
+def test_gone_topology_is_left_to_garbage_collection(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    assert reconciler.reconcile(NS, "missing").summary == "gone"
+    assert [v for v, _, _ in cluster.calls] == ["get"]
+
+
+def test_old_names_migrate(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    converged(cluster, reconciler)
+    for key in list(cluster.policies):
+        policy = cluster.policies.pop(key)
+        policy["metadata"]["name"] = policy["metadata"]["name"].replace("shop.", "shop-", 1)
+        cluster.policies[(NS, policy["metadata"]["name"])] = policy
+    reconciler.reconcile(NS, "shop")
+    assert cluster.names(NS) == ["shop.allow-dns", "shop.default-deny", "shop.tier-api", "shop.tier-web"]
+    assert ready(cluster)["status"] == "True"
+    deletes = [n for v, n in cluster.writes() if v == "delete"]
+    applies = [n for v, n in cluster.writes() if v == "apply"]
+    assert sorted(deletes) == ["shop-allow-dns", "shop-default-deny", "shop-tier-api", "shop-tier-web"]
+    order = [n for v, n in cluster.writes() if v in ("apply", "delete")]
+    assert order.index(deletes[0]) > max(order.index(a) for a in applies)
