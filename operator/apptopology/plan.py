@@ -67,10 +67,13 @@ def owned_by(policy: Mapping[str, Any], uid: str) -> bool:
 
 
 def candidate_owners(policy: Mapping[str, Any]) -> set[str]:
-    """Names of topologies that may own ``policy`` (controller reference or our topology label), for
-    routing its events. Only a hint: :func:`owned_by` decides."""
+    """Names of topologies that may own ``policy`` or need its name, for routing its events: our
+    reference, our topology label, and the ``<topology>.`` prefix of its name (so a topology waiting on a
+    name conflict hears when the other policy goes). Only a hint: :func:`owned_by` decides."""
     meta = policy.get("metadata") or {}
-    names = {
+    prefix, dot, _ = str(meta.get("name", "")).partition(".")
+    names = {prefix} if dot and prefix else set()
+    names |= {
         str(ref["name"])
         for ref in meta.get("ownerReferences") or []
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/") and ref.get("name")

@@ -131,9 +131,9 @@ def test_ownership_is_the_controller_reference_only() -> None:
     assert [(w.name, w.is_delete) for w in result.writes] == [("shop.tier-old", True)]
     assert not owned_by(lookalike, UID) and not owned_by(not_controller, UID) and owned_by(stale, UID)
     # Candidates for event routing: by reference or label; the plan decides.
-    assert candidate_owners(lookalike) == {"shop"} and candidate_owners(other_owner) == {"shop"} | {
-        other_owner["metadata"]["ownerReferences"][0]["name"]
-    }
+    assert candidate_owners(lookalike) == {"shop"}
+    assert candidate_owners(other_owner) == {"other", "shop"}  # name prefix; reference and label say shop
+    assert candidate_owners({"metadata": {"name": "plain-policy"}}) == set()
 
 
 def test_name_conflict_writes_nothing_at_all() -> None:

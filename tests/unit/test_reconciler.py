@@ -249,3 +249,43 @@ def test_old_names_migrate(cluster: FakeCluster, reconciler: Reconciler) -> None
     assert sorted(deletes) == ["shop-allow-dns", "shop-default-deny", "shop-tier-api", "shop-tier-web"]
     order = [n for v, n in cluster.writes() if v in ("apply", "delete")]
     assert order.index(deletes[0]) > max(order.index(a) for a in applies)
+
+
+def _two_new_tiers(cluster: FakeCluster) -> None:
+    spec = topology(NEXT_FLOWS)["spec"]
+    spec["tiers"].append({"name": "cache", "podSelector": {"matchLabels": {"app": "cache"}}})
+    spec["flows"].append({"from": {"tier": "api"}, "to": {"tier": "cache"}, "ports": [{"port": 6379}]})
+    cluster.update_spec(NS, "shop", spec)
+
+
+def test_a_failed_attempt_is_not_repeated_for_the_same_state(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """The restore's own watch events must not start the same doomed attempt again (a write storm)."""
+    before = converged(cluster, reconciler)
+    cluster.quota = len(before) + 1
+    _two_new_tiers(cluster)
+    reconciler.reconcile(NS, "shop")
+    cluster.calls.clear()
+    for _ in range(3):  # the echoes of the restore, and of the status write
+        outcome = reconciler.reconcile(NS, "shop")
+    assert outcome.requeue_after is not None and 0 < outcome.requeue_after <= 60
+    attempts = [n for v, n in cluster.writes() if v == "apply" and n == "shop.tier-cache"]
+    assert len(attempts) <= 1  # at most one more attempt (the status write moved the resourceVersion)
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop")
+    assert cluster.writes() == []
+    # Touching the topology (a new resourceVersion) is a user's way to try again now.
+    cluster.topologies[(NS, "shop")]["metadata"]["resourceVersion"] = "touched"
+    reconciler.reconcile(NS, "shop")
+    assert any(v == "apply" for v, _ in cluster.writes())
+
+
+def test_restore_repairs_drift_of_the_previous_revision(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """Restored as last applied (declared), not as found: a widening edit does not survive a failed change."""
+    before = converged(cluster, reconciler)
+    widened = cluster.policies[(NS, "shop.tier-api")]
+    widened["spec"]["ingress"][0]["from"][0]["namespaceSelector"] = {}
+    cluster.quota = len(before) + 1
+    _two_new_tiers(cluster)
+    reconciler.reconcile(NS, "shop")
+    assert ready(cluster)["reason"] == "ApplyFailed"
+    assert specs(cluster) == before

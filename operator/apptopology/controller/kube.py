@@ -115,12 +115,11 @@ class Kube:
 
     @_translated
     def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
-        options = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid=uid) if uid else None,
-            dry_run=["All"] if dry_run else None,
-        )
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         try:
-            self.net.delete_namespaced_network_policy(name, namespace, body=options, _preload_content=False)
+            self.net.delete_namespaced_network_policy(
+                name, namespace, body=options, dry_run="All" if dry_run else None, _preload_content=False
+            )
         except ApiException as exc:
             if exc.status != 404:  # already gone: the goal is reached
                 raise

@@ -18,17 +18,22 @@ faked in the unit tests).
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..api.status import Reason, ready_status, status_changed
-from ..plan import Owner, Plan, Write, owned_by, plan, restore
+from ..api.validation import InvalidTopology
+from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
 
 log = logging.getLogger("apptopology")
 
 MAX_MESSAGE = 1000  # characters of an API server message quoted in status and events
+TRANSIENT_COOL_DOWN = 5.0  # seconds an attempt that failed half way is not repeated for the same state
 
 
 class ApiError(Exception):
@@ -80,13 +85,36 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Reconciler:
-    """One reconcile of one topology at a time per key (the queue guarantees it)."""
+@dataclass(frozen=True)
+class _Refused:
+    """An attempt that failed half way: the same state is not tried again before ``until``."""
 
-    def __init__(self, cluster: Cluster, now: Callable[[], str] = utc_now, recheck_after: float = 300.0):
+    fingerprint: str
+    until: float
+
+
+class Reconciler:
+    """One reconcile of one topology at a time per key (the queue guarantees it).
+
+    Two small memories per topology, both only to serve the write path: the last revision applied whole
+    (its spec, compact), so a failed attempt restores the previous revision *as declared*, repairing
+    drift on the way, rather than as found; and the attempt that last failed half way, so the events of
+    our own restore do not start the same doomed attempt again at once.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        now: Callable[[], str] = utc_now,
+        recheck_after: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.cluster = cluster
         self.now = now
         self.recheck_after = recheck_after
+        self.clock = clock
+        self._last_good: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (uid, spec JSON)
+        self._refused: dict[tuple[str, str], _Refused] = {}
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
         try:
@@ -116,7 +144,12 @@ class Reconciler:
                 conflicts=result.conflicts,
                 requeue=True,
             )
+        key = (namespace, name)
         if result.writes:
+            fingerprint = _fingerprint(body, result)
+            earlier = self._refused.get(key)
+            if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
+                return Outcome(requeue_after=earlier.until - self.clock(), summary="cooling down")
             refused = self._dry_run(namespace, result)
             if refused is not None:
                 write, exc = refused
@@ -127,16 +160,20 @@ class Reconciler:
                 return self._report(body, Reason.APPLY_FAILED, message, list(result.owned), requeue=True)
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
+                pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
+                self._refused[key] = _Refused(fingerprint, self.clock() + pause)
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             log.info("%s/%s: %d applied, %d deleted (%d writes)", namespace, name, applied, deleted, len(result.writes))
-            self.cluster.event(
+            self._event(
                 body,
                 "Normal",
                 "Applied",
                 f"NetworkPolicies: {applied} created or updated, {deleted} deleted "
                 f"(generation {Owner.from_body(body).generation})",
             )
+        self._refused.pop(key, None)
+        self._last_good[key] = (_uid(body), json.dumps(body.get("spec"), sort_keys=True, separators=(",", ":")))
         count = len(result.desired_names)
         return self._report(body, Reason.RECONCILED, f"{count} NetworkPolicies in sync", result.desired_names)
 
@@ -172,11 +209,12 @@ class Reconciler:
             uids[write.name] = str(stored["metadata"]["uid"])
 
     def _restore(self, body: dict[str, Any], result: Plan, write: Write, exc: ApiError) -> Outcome:
-        """Put back the policies read at the start; report what was refused (and whether restoring worked)."""
+        """Put back the previous revision (as last applied, else as read at the start); report what was
+        refused, and whether restoring worked."""
         namespace = body["metadata"]["namespace"]
         what = f"Writing NetworkPolicy {write.name} failed: {exc.brief()}."
         try:
-            back = restore(body, result.owned, self.cluster.list_policies(namespace))
+            back = restore(body, self._previous(body, result), self.cluster.list_policies(namespace))
             failure = self._write(namespace, back.writes, _uids(back.owned.values()))
         except ApiError as again:
             failure = (write, again)
@@ -197,6 +235,24 @@ class Reconciler:
             return self._report(body, Reason.APPLY_FAILED, message, existing, retry=True)
         except ApiError:
             return Outcome(retry=True, summary=message)
+
+    def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Events are for humans and best effort: a refused event (a terminating namespace) fails nothing."""
+        try:
+            self.cluster.event(body, type_, reason, message)
+        except ApiError as exc:
+            log.debug("%s/%s: event not posted: %s", body["metadata"]["namespace"], body["metadata"]["name"], exc)
+
+    def _previous(self, body: dict[str, Any], result: Plan) -> dict[str, dict[str, Any]]:
+        """The previous revision's policies: rendered from the spec last applied whole, when known (and
+        still rendering), else the owned policies read at the start of this attempt."""
+        last = self._last_good.get((body["metadata"]["namespace"], body["metadata"]["name"]))
+        if last is not None and last[0] == _uid(body):
+            try:
+                return {p["metadata"]["name"]: p for p in desired_policies({**body, "spec": json.loads(last[1])})}
+            except InvalidTopology:  # a spec once valid can only stop rendering after an upgrade
+                pass
+        return result.owned
 
     def _report(
         self,
@@ -225,13 +281,20 @@ class Reconciler:
         if status_changed(body.get("status"), status):
             self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
             if reason is not Reason.RECONCILED:
-                self.cluster.event(body, "Warning", reason.value, message)
+                self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
         return Outcome(
             retry=retry,
             requeue_after=self.recheck_after if requeue and not retry else None,
             summary=reason.value,
         )
+
+
+def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
+    """What an attempt depends on: the topology's revision (resourceVersion: a user can retry by touching
+    it) and the owned policies as they are now."""
+    state = [body["metadata"].get("resourceVersion"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _by_name(policies: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
