@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,13 @@ def test_render_several_files_and_documents(tmp_path: Path) -> None:
     assert len(list(yaml.safe_load_all(result.stdout))) == single
 
 
-def test_render_directory() -> None:
-    result = run("render", "-f", "examples")
+def test_render_directory(tmp_path: Path) -> None:
+    """A directory renders every topology under it, nested ones too. (Not examples/ itself: it also holds
+    examples/gitops, whose Applications and Deployments are not topologies.)"""
+    (tmp_path / "nested").mkdir()
+    for i, example in enumerate(EXAMPLES):
+        shutil.copy(example, tmp_path / ("nested" if i % 2 else ".") / example.name)
+    result = run("render", "-f", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert len(list(yaml.safe_load_all(result.stdout))) > len(EXAMPLES)
 
