@@ -130,7 +130,7 @@ def test_generate_prints_exactly_what_apptopology_render_prints(repo: Path) -> N
         assert not any(k.startswith("argocd.argoproj.io/") for k in manifest["metadata"].get("annotations", {}))
     expected = render_cli(repo / source["path"] / plugin_env(source)["ARGOCD_ENV_TOPOLOGIES"])
     assert manifests == expected
-    assert {m["metadata"]["name"] for m in manifests} >= {"shop-default-deny", "shop-allow-dns", "shop-tier-api"}
+    assert {m["metadata"]["name"] for m in manifests} >= {"shop.default-deny", "shop.allow-dns", "shop.tier-api"}
 
 
 def test_generate_without_env_renders_the_whole_directory(repo: Path) -> None:
