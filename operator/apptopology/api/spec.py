@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
@@ -58,11 +59,19 @@ _LABEL_KEY_CEL = f"k.matches(r'{LABEL_KEY}') && k.indexOf('/') <= {MAX_LABEL_PRE
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = 80
+
+
 def quote(value: Any, limit: int = 80) -> str:
-    """``repr`` of user input for messages, cut to ``limit`` characters: input may be huge."""
+    """``repr`` of user input for messages, cut to about ``limit`` characters: input may be huge, or a
+    structure whose full repr would not fit in memory (aliases), so only a bounded part is ever looked at."""
     if isinstance(value, str) and len(value) > limit:
         return repr(value[:limit]) + f"... ({len(value)} characters)"
-    text = repr(value)
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value) if isinstance(value, str | int | float | bool | None) else _REPR.repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import API_GROUP, API_VERSION, KIND, MAX_ANNOTATIONS_BYTES, AppTopology, quote
+from .spec import API_GROUP, API_VERSION, KIND, MAX_ANNOTATIONS_BYTES, MAX_FLOWS, AppTopology, quote
 
 # Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
 MAX_ISSUES = 20
@@ -190,6 +190,27 @@ def rendered_issues(topology: AppTopology) -> list[Issue]:
     return issues
 
 
+def oversized(doc: Any) -> Issue | None:
+    """The first list or mapping with more entries than any in the API allows (MAX_FLOWS), or None.
+
+    Checked before the model so that hostile input (100,000 flows) is refused at once instead of after
+    validating every item. Visits each distinct container once: aliases and cycles cost nothing extra.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(doc, ())]
+    while stack:
+        value, loc = stack.pop()
+        if not isinstance(value, dict | list) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if len(value) > MAX_FLOWS:
+            kind = "items" if isinstance(value, list) else "fields"
+            return Issue(format_path(loc), f"{len(value)} {kind}; nothing in an AppTopology has more than {MAX_FLOWS}")
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend((v, (*loc, k if isinstance(k, int | str) else str(k))) for k, v in children)
+    return None
+
+
 def _path_order(issue: Issue) -> tuple[Any, ...]:
     """Document order: spec.flows[2] before spec.flows[10]."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[\[\].]+", issue.path) if p), issue.message
@@ -211,6 +232,9 @@ def parse_topology(doc: Any) -> AppTopology:
                 )
             ]
         )
+    too_big = oversized(doc)
+    if too_big is not None:
+        raise InvalidTopology([too_big])
     issues = semantic_issues(doc.get("spec"))
     try:
         topology = AppTopology.model_validate(doc)
