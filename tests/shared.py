@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,9 @@ def invalid_cases() -> list[dict[str, Any]]:
 
 def example_documents() -> list[tuple[str, dict[str, Any]]]:
     return [(f"{p.name}#{i}", d) for p in EXAMPLES for i, d in enumerate(yaml.safe_load_all(p.read_text())) if d]
+
+
+def go_pattern(pattern: str) -> str:
+    """A CRD pattern as the API server matches it: in Go's regexp ``$`` is the end of the text, in Python it
+    also matches before a final newline. Python's ``\\Z`` is Go's ``$``."""
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)

@@ -15,9 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import yaml
-
-from . import __version__
+from . import __version__, documents
 from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
 from .api.validation import InvalidTopology
 from .documents import InputError, load_documents, load_topologies
@@ -30,17 +28,8 @@ EXIT_USAGE = 2
 
 
 def dump_yaml(objects: Sequence[Any], out: TextIO) -> None:
-    """Multi-document YAML, keys in rendering order (apiVersion, kind, metadata, spec)."""
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-        style = "|" if "\n" in data else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-    _Dumper.add_representer(str, _str)
-    out.write(yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, explicit_start=True, width=100))
+    """Multi-document YAML, keys in rendering order, that kubectl reads back as the same data."""
+    documents.dump_yaml(objects, out)
 
 
 def dump(objects: Sequence[Any], fmt: str, out: TextIO) -> None:

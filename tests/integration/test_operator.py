@@ -393,16 +393,18 @@ def test_invalid_spec_keeps_previous_policies(cluster: Cluster, running_operator
     wait_ready(cluster, namespace, "shop")
     before = {n: (p["metadata"]["resourceVersion"], p["spec"]) for n, p in cluster.policies(namespace).items()}
 
-    spec = copy.deepcopy(doc["spec"])
-    # Passes the CRD (label values are not validated there) but not the operator's checks.
-    spec["tiers"][1]["podSelector"] = {"matchLabels": {"tier": "-api-"}}
-    spec["flows"] = []
+    from shared import invalid_cases
+
+    # Passes the CRD but not the operator's checks (tests/cases/invalid.yaml: admission operator): the
+    # rendered policy's description annotation would be over the API server's 256 KiB.
+    (case,) = [c for c in invalid_cases() if c["id"] == "description-annotation-too-large"]
+    spec = copy.deepcopy(case["document"]["spec"])
     gen = cluster.patch_spec(namespace, "shop", spec)["metadata"]["generation"]
     ready = wait_for(
         lambda: (c := cluster.ready(namespace, "shop", gen)) and c["status"] == "False" and c, what="InvalidSpec"
     )
     assert ready["reason"] == "InvalidSpec"
-    assert "spec.tiers[1].podSelector.matchLabels" in ready["message"]
+    assert "spec.flows" in ready["message"] and "256 KiB" in ready["message"]
     time.sleep(2)
     after = {n: (p["metadata"]["resourceVersion"], p["spec"]) for n, p in cluster.policies(namespace).items()}
     assert after == before

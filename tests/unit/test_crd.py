@@ -10,12 +10,16 @@ pass this validator, and the real API server checks them in the integration suit
 - tier names unique; flow and monitoring tiers declared in spec.tiers (spec rules)
 - an endpoint has exactly one kind; ``anywhere`` is true when set; a flow has a tier endpoint
 - port number 1-65535 and named-port syntax; endPort only with a numeric port and >= port
-- cidr / except are valid CIDRs and except lies inside cidr
+- cidr / except are CIDRs in canonical strict form (no host bits, leading zeros, zones, IPv4-mapped IPv6)
+  and every except entry is a strict subset of cidr
 - In/NotIn need values, Exists/DoesNotExist take none; monitoring needs namespaceSelector and ports
+- matchLabels keys are label keys; a matchExpressions key's prefix has at most 253 characters
+- dns.namespaceSelector and dns.podSelector are not both null
 - metadata.name at most 63 characters and without '.' (root rules)
 
-Rejected only by the operator (admission accepts them; the status says InvalidSpec): label key and
-label value syntax in matchLabels/matchExpressions, and matchLabels key length.
+Rejected by the schema's patterns: label values (matchLabels values, matchExpressions values) and
+matchExpressions keys. Rejected only by the operator (admission accepts them; the status says
+InvalidSpec): a rendered policy's annotations over 256 KiB.
 """
 
 from __future__ import annotations
@@ -33,17 +37,19 @@ from pydantic import BaseModel
 
 from apptopology.api import crdgen
 from apptopology.api.spec import (
+    DNS,
     AppTopologySpec,
     Endpoint,
     Flow,
     IPBlock,
+    LabelSelector,
     LabelSelectorRequirement,
     Monitoring,
     Port,
     Tier,
 )
 from apptopology.api.validation import InvalidTopology, parse_topology
-from shared import ROOT, example_documents, invalid_cases
+from shared import ROOT, example_documents, go_pattern, invalid_cases
 
 CRD_FILE = ROOT / crdgen.DEFAULT_PATH
 
@@ -153,7 +159,7 @@ def validate(value: Any, schema: dict[str, Any], path: str = "", root: bool = Tr
             errors.append(f"{where}: longer than {schema['maxLength']}")
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append(f"{where}: shorter than {schema['minLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not re.search(go_pattern(schema["pattern"]), value):
             errors.append(f"{where}: does not match {schema['pattern']}")
         if schema.get("format") == "date-time" and not _valid_datetime(value):
             errors.append(f"{where}: not a date-time")
@@ -404,6 +410,12 @@ RULE_SITES: list[tuple[str, type[BaseModel]]] = [
     ("spec.tiers[].podSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.flows[].from.podSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.dns.namespaceSelector.matchExpressions[]", LabelSelectorRequirement),
+    ("spec.dns", DNS),
+    ("spec.tiers[].podSelector", LabelSelector),
+    ("spec.flows[].from.namespaceSelector", LabelSelector),
+    ("spec.flows[].to.podSelector", LabelSelector),
+    ("spec.dns.podSelector", LabelSelector),
+    ("spec.monitoring.namespaceSelector", LabelSelector),
 ]
 
 
@@ -415,7 +427,17 @@ def test_cel_rules_sit_where_the_model_declares_them(path: str, model: type[Base
 def test_no_other_cel_rules() -> None:
     declared = {
         r["rule"]
-        for m in (AppTopologySpec, Monitoring, Port, Flow, Endpoint, IPBlock, LabelSelectorRequirement)
+        for m in (
+            AppTopologySpec,
+            Monitoring,
+            Port,
+            Flow,
+            Endpoint,
+            IPBlock,
+            LabelSelectorRequirement,
+            LabelSelector,
+            DNS,
+        )
         for r in _rules(m)
     }
     declared |= {r["rule"] for r in crdgen._METADATA_NAME_RULES}
@@ -547,6 +569,10 @@ def test_shared_invalid_case(case: dict[str, Any]) -> None:
         assert errors == [], "only CEL or the operator should reject this; the schema accepts it"
 
 
+def _selector_doc(selector: dict[str, Any]) -> dict[str, Any]:
+    return _doc(tiers=[{"name": "api", "podSelector": selector}])
+
+
 def _flow(**kw: Any) -> dict[str, Any]:
     return {"from": {"anywhere": True}, "to": {"tier": "api"}, **kw}
 
@@ -613,7 +639,7 @@ MORE_INVALID: list[tuple[str, dict[str, Any], str, str | None]] = [
         "except-without-prefix",
         _doc(flows=[{"from": {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.2.3"]}}, "to": {"tier": "api"}}]),
         "cel",
-        "every except entry must be a valid CIDR inside cidr",
+        "every except entry must be a CIDR in canonical form",
     ),
     (
         "name-too-long",
@@ -629,29 +655,39 @@ MORE_INVALID: list[tuple[str, dict[str, Any], str, str | None]] = [
     ),
     (
         "bad-expression-key",
-        _doc(tiers=[{"name": "api", "podSelector": {"matchExpressions": [{"key": "bad key", "operator": "Exists"}]}}]),
-        "operator",
+        _selector_doc({"matchExpressions": [{"key": "bad key", "operator": "Exists"}]}),
+        "schema",
         None,
     ),
     (
         "bad-expression-value",
-        _doc(
-            tiers=[
-                {
-                    "name": "api",
-                    "podSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["no spaces"]}]},
-                }
-            ]
-        ),
-        "operator",
+        _selector_doc({"matchExpressions": [{"key": "a", "operator": "In", "values": ["no spaces"]}]}),
+        "schema",
         None,
+    ),
+    ("label-value-newline", _selector_doc({"matchLabels": {"a": "b\n"}}), "schema", None),
+    ("label-key-leading-hyphen", _selector_doc({"matchLabels": {"-a": ""}}), "cel", "every matchLabels key"),
+    ("label-key-too-long", _selector_doc({"matchLabels": {"k" * 64: "v"}}), "cel", "every matchLabels key"),
+    ("label-key-two-slashes", _selector_doc({"matchLabels": {"a/b/c": "v"}}), "cel", "every matchLabels key"),
+    (
+        "expression-prefix-too-long",
+        _selector_doc({"matchExpressions": [{"key": "a" * 254 + "/b", "operator": "Exists"}]}),
+        "cel",
+        "the label key's prefix must be at most 253",
     ),
     (
-        "label-key-too-long",
-        _doc(tiers=[{"name": "api", "podSelector": {"matchLabels": {"k" * 64: "v"}}}]),
-        "operator",
-        None,
+        "cidr-host-bits",
+        _doc(flows=[{"from": {"ipBlock": {"cidr": "10.0.0.1/8"}}, "to": {"tier": "api"}}]),
+        "cel",
+        "cidr must be a CIDR in canonical form",
     ),
+    (
+        "except-equals-cidr",
+        _doc(flows=[{"from": {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}}, "to": {"tier": "api"}}]),
+        "cel",
+        "every except entry must be a strict subset of cidr",
+    ),
+    ("dns-null-selectors", _doc(dns={"namespaceSelector": None, "podSelector": None}), "cel", "namespaceSelector and"),
 ]
 
 

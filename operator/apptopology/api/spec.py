@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
@@ -33,12 +34,45 @@ MAX_VALUES = 64
 MAX_DESCRIPTION = 512
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# IANA service name (RFC 6335) as Kubernetes validates container port names.
+# IANA service name (RFC 6335) as Kubernetes validates container and NetworkPolicy port names: at most 15
+# characters, at least one letter, no leading, trailing or double '-' (the last two are checked apart).
 IANA_SVC_NAME = r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"
+# Label syntax as the API server checks it (apimachinery's label key and value rules). Go's regexp ``$``
+# matches only at the very end, Python's also before a final newline: Python code uses fullmatch.
+_DNS1123_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+# A label value: empty, or at most 63 characters of the label-name alphabet.
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+# A label key: optional DNS-subdomain prefix and '/', then a name of at most 63 characters. The prefix's
+# 253-character bound is not expressible in RE2; it is checked apart (CEL: indexOf('/') <= 253).
+LABEL_KEY = r"^(" + _DNS1123_SUBDOMAIN + r"/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+MAX_LABEL_PREFIX = 253
+MAX_LABEL_KEY = MAX_LABEL_PREFIX + 1 + 63
 _IANA_RE = re.compile(IANA_SVC_NAME)
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME_RE = re.compile(_LABEL_NAME)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN)
+_LABEL_VALUE_RE = re.compile(LABEL_VALUE)
+# CEL raw strings (r'...') take the regex as it is.
+_LABEL_KEY_CEL = f"k.matches(r'{LABEL_KEY}') && k.indexOf('/') <= {MAX_LABEL_PREFIX}"
+
+# Kubernetes limits the total size of an object's annotations (keys plus values, in bytes).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def quote(value: Any, limit: int = 80) -> str:
+    """``repr`` of user input for messages, cut to about ``limit`` characters: input may be huge, or a
+    structure whose full repr would not fit in memory (aliases), so only a bounded part is ever looked at."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value) if isinstance(value, str | int | float | bool | None) else _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -59,38 +93,107 @@ class _Strict(BaseModel):
 
 
 def check_label_key(key: str) -> str | None:
-    """Return why ``key`` is not a valid Kubernetes label key, or None."""
-    prefix, _, name = key.rpartition("/")
-    if "/" in key and not prefix:
-        return f"label key {key!r}: empty prefix"
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix)):
-        return f"label key {key!r}: prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
+    """Return why ``key`` is not a valid Kubernetes label key, or None (the API server's rule)."""
+    parts = key.split("/")
+    shown = quote(key)
+    if len(parts) > 2:
+        return f"label key {shown}: at most one '/' (an optional DNS subdomain prefix, then the name)"
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            return f"label key {shown}: empty prefix before '/'"
+        if len(prefix) > MAX_LABEL_PREFIX or not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
+            return (
+                f"label key {shown}: prefix must be a DNS subdomain of at most {MAX_LABEL_PREFIX} characters "
+                "(lowercase alphanumerics, '-' and '.', such as example.com)"
+            )
+    name = parts[-1]
+    if not name or len(name) > 63 or not _LABEL_NAME_RE.fullmatch(name):
         return (
-            f"label key {key!r}: name must be 1-63 characters of alphanumerics, '-', '_' or '.', "
+            f"label key {shown}: name must be 1-63 characters of alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric"
         )
     return None
 
 
 def check_label_value(value: str) -> str | None:
-    """Return why ``value`` is not a valid Kubernetes label value, or None."""
-    if len(value) > 63 or not _LABEL_VALUE_RE.match(value):
+    """Return why ``value`` is not a valid Kubernetes label value, or None (the API server's rule)."""
+    if not _LABEL_VALUE_RE.fullmatch(value):
         return (
-            f"label value {value!r}: must be at most 63 characters of alphanumerics, '-', '_' or '.', "
-            "starting and ending with an alphanumeric"
+            f"label value {quote(value)}: must be empty or at most 63 characters of alphanumerics, '-', '_' "
+            "or '.', starting and ending with an alphanumeric"
         )
     return None
+
+
+def check_port_name(name: str) -> str | None:
+    """Return why ``name`` is not a valid named port (IANA_SVC_NAME, as the API server checks it), or None."""
+    if name.isdigit():
+        return f"port {quote(name)} is a quoted number; write it without quotes"
+    if not (_IANA_RE.fullmatch(name) and re.search("[a-z]", name) and "--" not in name):
+        return (
+            f"port {quote(name)} is not a valid named port (IANA service name: lowercase letters, digits and "
+            "'-', at most 15 characters, at least one letter, no leading, trailing or double '-')"
+        )
+    return None
+
+
+def check_cidr(value: str) -> str | None:
+    """Return why ``value`` is not a CIDR as the API server (v1.37, strict IP/CIDR validation) takes it for
+    a NetworkPolicy ipBlock, or None.
+
+    The API server refuses leading zeros (in the address or the prefix length), IPv4-mapped IPv6, zones,
+    and bits set beyond the prefix length. Non-canonical IPv6 (``2001:DB8::/32``, ``2001:0db8::/32``) it
+    only warns about; it is refused here, and by the CRD, so that what is stored and rendered is the one
+    canonical spelling and nobody's CIDR means something else to another tool.
+    """
+    shown = quote(value)
+    address, slash, length = value.partition("/")
+    if not slash:
+        return f"cidr {shown} needs a prefix length (e.g. {quote(value + '/32' if '.' in value else value + '/128')})"
+    if "%" in address:
+        return f"cidr {shown} must not have an IPv6 zone ('%...')"
+    if not (length.isascii() and length.isdigit()) or (len(length) > 1 and length.startswith("0")):
+        return f"cidr {shown} needs a prefix length without sign or leading zeros"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        if re.fullmatch(r"[0-9.]+", address) and re.search(r"(^|\.)0[0-9]", address):
+            return f"cidr {shown} must not have leading zeros in the address"
+        return f"cidr {shown} is not a valid CIDR (e.g. 10.0.0.0/8 or 2001:db8::/32)"
+    if int(length) > ip.max_prefixlen:
+        return f"cidr {shown}: prefix length {int(length)} is longer than {ip.max_prefixlen}"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"cidr {shown} must not be an IPv4-mapped IPv6 address; write the IPv4 range"
+    network = ipaddress.ip_network(f"{ip}/{int(length)}", strict=False)
+    if network.network_address != ip:
+        return (
+            f"cidr {shown} has bits set beyond the prefix length: write {network} for the range, "
+            f"or {ip}/{ip.max_prefixlen} for the single address"
+        )
+    if str(network) != value:
+        return f"cidr {shown} is not in canonical form: write {network}"
+    return None
+
+
+# Schema-only patterns (the CRD's OpenAPI ``pattern``): the Python checks above give the messages.
+LabelValue = Annotated[str, Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE})]
+LabelKey = Annotated[str, Field(max_length=MAX_LABEL_KEY)]
 
 
 class LabelSelectorRequirement(_Strict):
     """One matchExpressions entry of a standard Kubernetes label selector."""
 
-    key: str = Field(max_length=317, description="The label key the requirement applies to.")
+    key: str = Field(
+        max_length=MAX_LABEL_KEY,
+        json_schema_extra={"pattern": LABEL_KEY},
+        description="The label key the requirement applies to: a name of at most 63 characters, optionally "
+        "prefixed by a DNS subdomain and '/' (example.com/name).",
+    )
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
     )
-    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+    values: list[LabelValue] | None = Field(
         default=None,
         max_length=MAX_VALUES,
         description="Label values. Required and non-empty for In and NotIn; must be empty for Exists and DoesNotExist.",
@@ -102,7 +205,12 @@ class LabelSelectorRequirement(_Strict):
                 "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
                 " : (!has(self.values) || size(self.values) == 0)",
                 "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
-            )
+            ),
+            _cel(
+                f"self.key.indexOf('/') <= {MAX_LABEL_PREFIX}",
+                f"the label key's prefix must be at most {MAX_LABEL_PREFIX} characters",
+                ".key",
+            ),
         )
     )
 
@@ -135,7 +243,7 @@ class LabelSelectorRequirement(_Strict):
 class LabelSelector(_Strict):
     """A standard Kubernetes label selector. An empty selector ({}) selects everything in its scope."""
 
-    match_labels: dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]] | None = Field(
+    match_labels: dict[LabelKey, LabelValue] | None = Field(
         default=None,
         alias="matchLabels",
         max_length=MAX_LABELS,
@@ -146,6 +254,19 @@ class LabelSelector(_Strict):
         alias="matchExpressions",
         max_length=MAX_EXPRESSIONS,
         description="Requirements that must all hold (ANDed with matchLabels).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            # OpenAPI has no pattern for map keys; CEL checks them.
+            _cel(
+                f"!has(self.matchLabels) || self.matchLabels.all(k, {_LABEL_KEY_CEL})",
+                "every matchLabels key must be a valid label key: a name of at most 63 alphanumerics, '-', '_' "
+                "or '.', starting and ending with an alphanumeric, optionally prefixed by a DNS subdomain of at "
+                f"most {MAX_LABEL_PREFIX} characters and '/'",
+                ".matchLabels",
+            ),
+        )
     )
 
     @field_validator("match_labels")
@@ -168,6 +289,13 @@ class LabelSelector(_Strict):
                 for e in self.match_expressions
             ]
         return out
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with an integral value (``80.0``, or ``1e2`` in JSON) is an integer to the API server."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
 
 
 class Port(_Strict):
@@ -209,20 +337,22 @@ class Port(_Strict):
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, v: Any) -> int | str:
+        v = _integral(v)
         if isinstance(v, bool) or not isinstance(v, int | str):
-            raise ValueError(f"port must be a number 1-65535 or a port name, not {v!r}")
+            raise ValueError(f"port must be a number 1-65535 or a port name, not {quote(v)}")
         if isinstance(v, int):
             if not 1 <= v <= 65535:
                 raise ValueError(f"port {v} out of range 1-65535")
             return v
-        if v.isdigit():
-            raise ValueError(f"port {v!r} is a quoted number; write it without quotes")
-        if not (_IANA_RE.match(v) and re.search("[a-z]", v) and "--" not in v):
-            raise ValueError(
-                f"port {v!r} is not a valid named port (IANA service name: lowercase letters, digits and "
-                "'-', at most 15 characters, at least one letter, no leading, trailing or double '-')"
-            )
+        problem = check_port_name(v)
+        if problem:
+            raise ValueError(problem)
         return v
+
+    @field_validator("end_port", mode="before")
+    @classmethod
+    def _end_port_number(cls, v: Any) -> Any:
+        return _integral(v)
 
     @model_validator(mode="after")
     def _end_port(self) -> Port:
@@ -264,11 +394,21 @@ class IPBlock(_Strict):
 
     model_config = ConfigDict(
         json_schema_extra=_extra(
-            _cel("isCIDR(self.cidr)", "cidr must be a valid CIDR such as 10.0.0.0/8", ".cidr"),
             _cel(
-                "!has(self.except) || self.except.all(e, isCIDR(e) && isCIDR(self.cidr)"
-                " && cidr(self.cidr).containsCIDR(e))",
-                "every except entry must be a valid CIDR inside cidr",
+                "isCIDR(self.cidr) && string(cidr(self.cidr).masked()) == self.cidr",
+                "cidr must be a CIDR in canonical form without bits beyond the prefix length, such as 10.0.0.0/8 "
+                "or 2001:db8::/32 (no leading zeros, zones or IPv4-mapped IPv6)",
+                ".cidr",
+            ),
+            _cel(
+                "!has(self.except) || self.except.all(e, isCIDR(e) && string(cidr(e).masked()) == e)",
+                "every except entry must be a CIDR in canonical form without bits beyond the prefix length",
+                ".except",
+            ),
+            _cel(
+                "!has(self.except) || !isCIDR(self.cidr) || self.except.all(e, !isCIDR(e) || "
+                "(cidr(self.cidr).containsCIDR(e) && cidr(e).prefixLength() > cidr(self.cidr).prefixLength()))",
+                "every except entry must be a strict subset of cidr (inside it, same IP family, and smaller)",
                 ".except",
             ),
         )
@@ -277,26 +417,24 @@ class IPBlock(_Strict):
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
-        try:
-            ipaddress.ip_network(v, strict=False)
-        except ValueError:
-            raise ValueError(f"cidr {v!r} is not a valid CIDR (e.g. 10.0.0.0/8 or 2001:db8::/32)") from None
-        if "/" not in v:
-            raise ValueError(f"cidr {v!r} needs a prefix length (e.g. {v}/32)")
+        problem = check_cidr(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
     def _excepts(self) -> IPBlock:
-        net = ipaddress.ip_network(self.cidr, strict=False)
+        net = ipaddress.ip_network(self.cidr)
         for i, entry in enumerate(self.except_ or []):
-            try:
-                sub = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"except[{i}]: {entry!r} is not a valid CIDR") from None
-            if "/" not in entry:
-                raise ValueError(f"except[{i}]: {entry!r} needs a prefix length")
-            if sub.version != net.version or not sub.subnet_of(net):  # type: ignore[arg-type]
-                raise ValueError(f"except[{i}]: {entry} is not inside cidr {self.cidr}")
+            problem = check_cidr(entry)
+            if problem:
+                raise ValueError(f"except[{i}]: {problem.removeprefix('cidr ')}")
+            sub = ipaddress.ip_network(entry)
+            if sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
+                raise ValueError(
+                    f"except[{i}]: {entry} is not a strict subset of cidr {self.cidr} "
+                    "(it must lie inside cidr, in the same IP family, and be smaller)"
+                )
         return self
 
     def to_k8s(self) -> dict[str, Any]:
@@ -484,6 +622,26 @@ class DNS(_Strict):
         max_length=MAX_PORTS,
         description="DNS ports (default: 53/UDP and 53/TCP).",
     )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            # A null selector is absent to CEL: both null leaves an empty peer, which the API server refuses.
+            _cel(
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "
+                "Kubernetes refuses (namespaceSelector: {} means every namespace)",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _a_peer(self) -> DNS:
+        if self.namespace_selector is None and self.pod_selector is None:
+            raise ValueError(
+                "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "
+                "Kubernetes refuses (namespaceSelector: {} means every namespace)"
+            )
+        return self
 
 
 class Monitoring(_Strict):

@@ -16,7 +16,10 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import API_GROUP, API_VERSION, KIND, AppTopology
+from .spec import API_GROUP, API_VERSION, KIND, MAX_ANNOTATIONS_BYTES, MAX_FLOWS, AppTopology, quote
+
+# Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
+MAX_ISSUES = 20
 
 
 @dataclass(frozen=True, order=True)
@@ -45,7 +48,8 @@ def format_path(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            # Map keys and unknown field names are user input: cut them.
+            out += ("." if out else "") + (part if len(part) <= 80 else part[:80] + "...")
     return out
 
 
@@ -62,12 +66,12 @@ def _message(err: ErrorDetails, model_fields: Mapping[str, Any] | None = None) -
         return "required field is missing"
     if kind == "literal_error":
         expected = (err.get("ctx") or {}).get("expected", "")
-        return f"invalid value {err['input']!r} (valid: {expected.replace(chr(39), '')})"
+        return f"invalid value {quote(err['input'])} (valid: {expected.replace(chr(39), '')})"
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "name":
         return (
-            f"{err['input']!r} is not a DNS-1123 label "
+            f"{quote(err['input'])} is not a DNS-1123 label "
             "(lowercase alphanumerics and '-', starting and ending with an alphanumeric)"
         )
     if kind in ("model_type", "dict_type"):
@@ -120,6 +124,11 @@ def pydantic_issues(exc: ValidationError) -> list[Issue]:
     return issues
 
 
+def _q(name: str) -> str:
+    """A tier name in double quotes, cut: names are user input and may be huge before the schema says so."""
+    return '"' + (name if len(name) <= 80 else name[:80] + "...") + '"'
+
+
 def semantic_issues(spec: Any) -> list[Issue]:
     """Cross-field rules: unique tier names and references to declared tiers.
 
@@ -136,13 +145,13 @@ def semantic_issues(spec: Any) -> list[Issue]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            issues.append(Issue(f"spec.tiers[{i}].name", f'duplicate tier "{name}" (also spec.tiers[{seen[name]}])'))
+            issues.append(Issue(f"spec.tiers[{i}].name", f"duplicate tier {_q(name)} (also spec.tiers[{seen[name]}])"))
         seen.setdefault(name, i)
-    declared = ", ".join(sorted(seen)) or "none"
+    declared = ", ".join(sorted(seen)[:20]) + (f" and {len(seen) - 20} more" if len(seen) > 20 else "") or "none"
 
     def check(path: str, name: Any) -> None:
         if isinstance(name, str) and name not in seen:
-            issues.append(Issue(path, f'unknown tier "{name}" (declared: {declared})'))
+            issues.append(Issue(path, f"unknown tier {_q(name)} (declared: {declared})"))
 
     flows = spec.get("flows")
     for i, flow in enumerate(flows if isinstance(flows, list) else []):
@@ -155,6 +164,51 @@ def semantic_issues(spec: Any) -> list[Issue]:
     for i, name in enumerate(scraped if isinstance(scraped, list) else []):
         check(f"spec.monitoring.tiers[{i}]", name)
     return issues
+
+
+def rendered_issues(topology: AppTopology) -> list[Issue]:
+    """What only the rendered NetworkPolicies show: each policy's annotations within the API server's limit.
+
+    The description annotation grows with the flows' descriptions and endpoints; the API server refuses a
+    policy whose annotations exceed 256 KiB in total. CEL cannot add that up within its cost budget, so this
+    check runs here, before anything is written.
+    """
+    from ..render import render  # the renderer imports this package
+
+    issues = []
+    for policy in render(topology):
+        meta = policy["metadata"]
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.get("annotations", {}).items())
+        if size > MAX_ANNOTATIONS_BYTES:
+            issues.append(
+                Issue(
+                    "spec.flows",
+                    f"the annotations of NetworkPolicy {meta['name']} would be {size} bytes, over Kubernetes' "
+                    f"limit of {MAX_ANNOTATIONS_BYTES} (256 KiB): shorten the flows' descriptions or split the flows",
+                )
+            )
+    return issues
+
+
+def oversized(doc: Any) -> Issue | None:
+    """The first list or mapping with more entries than any in the API allows (MAX_FLOWS), or None.
+
+    Checked before the model so that hostile input (100,000 flows) is refused at once instead of after
+    validating every item. Visits each distinct container once: aliases and cycles cost nothing extra.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(doc, ())]
+    while stack:
+        value, loc = stack.pop()
+        if not isinstance(value, dict | list) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if len(value) > MAX_FLOWS:
+            kind = "items" if isinstance(value, list) else "fields"
+            return Issue(format_path(loc), f"{len(value)} {kind}; nothing in an AppTopology has more than {MAX_FLOWS}")
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend((v, (*loc, k if isinstance(k, int | str) else str(k))) for k, v in children)
+    return None
 
 
 def _path_order(issue: Issue) -> tuple[Any, ...]:
@@ -173,17 +227,27 @@ def parse_topology(doc: Any) -> AppTopology:
             [
                 Issue(
                     "",
-                    f"not an AppTopology: apiVersion {api_version!r}, kind {kind!r} (expected {expected}, {KIND})",
+                    f"not an AppTopology: apiVersion {quote(api_version)}, kind {quote(kind)} "
+                    f"(expected {expected}, {KIND})",
                 )
             ]
         )
+    too_big = oversized(doc)
+    if too_big is not None:
+        raise InvalidTopology([too_big])
     issues = semantic_issues(doc.get("spec"))
     try:
         topology = AppTopology.model_validate(doc)
     except ValidationError as exc:
         issues = [*issues, *pydantic_issues(exc)]
+    if not issues:
+        issues = rendered_issues(topology)
     if issues:
-        raise InvalidTopology(sorted(set(issues), key=_path_order))
+        ordered = sorted(set(issues), key=_path_order)
+        if len(ordered) > MAX_ISSUES:
+            more = len(ordered) - MAX_ISSUES
+            ordered = [*ordered[:MAX_ISSUES], Issue("", f"... and {more} more problems in this document")]
+        raise InvalidTopology(ordered)
     return topology
 
 
