@@ -59,13 +59,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from .controller.main import run_operator  # kopf and kubernetes load only for this command
+    from .controller.main import Options, run_operator  # kopf and kubernetes load only for this command
 
     return run_operator(
-        namespaces=args.namespace,
-        liveness=args.liveness,
-        verbose=args.verbose,
+        Options(
+            namespaces=args.namespace,
+            liveness=args.liveness,
+            verbose=args.verbose,
+            workers=args.workers,
+            resync=args.resync,
+            metrics_port=args.metrics_port or None,
+            leader_elect=args.leader_elect,
+            lease_namespace=args.lease_namespace,
+        )
     )
 
 
@@ -325,6 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="liveness endpoint (default http://0.0.0.0:8080/healthz; '' to disable)",
     )
+    p.add_argument("--workers", type=_positive_int, default=8, help="reconciles in parallel (default 8)")
+    p.add_argument(
+        "--resync",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="look at every topology again this often, from the cache (default 600)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=0, metavar="PORT", help="serve Prometheus metrics on this port (0: off)"
+    )
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="compete for a Lease so that only one replica reconciles (for more than one replica)",
+    )
+    p.add_argument("--lease-namespace", metavar="NS", help="namespace of the Lease (default: $POD_NAMESPACE)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_run)
 

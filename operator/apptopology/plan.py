@@ -107,6 +107,7 @@ class Plan:
     writes: list[Write] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     desired_names: list[str] = field(default_factory=list)
+    desired: list[dict[str, Any]] = field(default_factory=list)  # the revision's policy objects
     # The owned policies before the plan (name -> live object): what a failed attempt restores.
     owned: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: str | None = None
@@ -210,8 +211,8 @@ def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]]) ->
     names = [p["metadata"]["name"] for p in desired]
     conflicts = [n for n in names if n in live and n not in owned]
     if conflicts:
-        return Plan(conflicts=conflicts, desired_names=names, owned=owned)
-    return Plan(writes=_writes(owner, desired, owned), desired_names=names, owned=owned)
+        return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned)
+    return Plan(writes=_writes(owner, desired, owned), desired_names=names, desired=desired, owned=owned)
 
 
 def restore(
@@ -232,4 +233,4 @@ def restore(
             k: v for k, v in (meta.get("annotations") or {}).items() if k == DESCRIPTION_ANNOTATION
         }
         targets.append(target)
-    return Plan(writes=_writes(owner, targets, owned), desired_names=sorted(before), owned=owned)
+    return Plan(writes=_writes(owner, targets, owned), desired_names=sorted(before), desired=targets, owned=owned)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apptopology.compare import stored_spec
+from apptopology.controller.cache import PolicyEntry, View, policy_index_entries
 from apptopology.controller.reconciler import ApiError
 
 Rule = Callable[[str, str, bool], ApiError | None]  # (verb, policy name, dry run) -> error to raise
@@ -139,3 +140,14 @@ class FakeCluster:
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check("event", topology["metadata"]["name"], False)
         self.events.append((type_, reason, message))
+
+    def view(self, namespace: str, name: str) -> View:
+        """What the operator's cache would hold for the topology (built from this fake's objects)."""
+        body = self.topologies.get((namespace, name))
+        owned: dict[str, PolicyEntry] = {}
+        if body is not None:
+            for (ns, _), policy in sorted(self.policies.items()):
+                for (_, uid), entry in policy_index_entries(policy).items():
+                    if ns == namespace and uid == body["metadata"]["uid"]:
+                        owned[entry.name] = entry
+        return View(copy.deepcopy(body) if body is not None else None, owned)

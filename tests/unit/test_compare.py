@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.compare import in_sync, stored_spec
+from apptopology.compare import in_sync, managed_digest, stored_spec
 from apptopology.evaluator import Evaluator
 from apptopology.intent import synthesize
 from apptopology.plan import desired_policies
@@ -250,3 +250,33 @@ def test_metadata_and_owner_reference() -> None:
         edited = copy.deepcopy(live)
         change(edited["metadata"])
         assert not in_sync(desired, edited)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies(), st.data())
+def test_digest_equality_is_in_sync(doc: dict[str, Any], data: st.DataObject) -> None:
+    """The cache keeps digests: equal digests must mean exactly what in_sync means."""
+    try:
+        desired = _desired(doc)
+    except InvalidTopology:
+        return
+    if not desired:
+        return
+    index = data.draw(st.integers(0, len(desired) - 1), label="policy")
+    live = copy.deepcopy(desired[index])
+    name = data.draw(st.sampled_from(["none", *sorted(MUTATIONS)]), label="mutation")
+    if name != "none":
+        MUTATIONS[name](live["spec"])
+    meta_change = data.draw(st.sampled_from(["none", "label", "foreign label", "annotation", "ref", "extra ref"]))
+    meta = live["metadata"]
+    if meta_change == "label":
+        meta["labels"]["apptopology.io/topology"] = "other"
+    elif meta_change == "foreign label":
+        meta["labels"]["team"] = "x"
+    elif meta_change == "annotation":
+        meta["annotations"]["apptopology.io/description"] = "edited"
+    elif meta_change == "ref":
+        meta["ownerReferences"][0]["uid"] = "someone-else"
+    elif meta_change == "extra ref":
+        meta["ownerReferences"].append({"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "c"})
+    assert (managed_digest(desired[index]) == managed_digest(live)) == in_sync(desired[index], live)

@@ -289,3 +289,48 @@ def test_restore_repairs_drift_of_the_previous_revision(cluster: FakeCluster, re
     reconciler.reconcile(NS, "shop")
     assert ready(cluster)["reason"] == "ApplyFailed"
     assert specs(cluster) == before
+
+
+# The cache: in sync costs nothing; anything else asks the API server ---------------------------------
+
+
+def test_in_sync_from_the_cache_makes_no_request(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    converged(cluster, reconciler)
+    outcome = reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert outcome.summary == "in_sync" and cluster.calls == []
+
+
+def test_a_cache_difference_is_checked_with_the_api_server(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    before = converged(cluster, reconciler)
+    cluster.policies[(NS, "shop.tier-api")]["spec"]["ingress"][0]["from"][0]["namespaceSelector"] = {}
+    outcome = reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert outcome.summary == "applied" and specs(cluster) == before
+    assert [v for v, _, _ in cluster.calls][:1] == ["list"]
+
+
+def test_a_stale_cache_never_causes_a_write(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """The cache lags (a policy not seen yet): the API server's list decides, and it says in sync."""
+    converged(cluster, reconciler)
+    lagging = cluster.view(NS, "shop")
+    del lagging.owned["shop.tier-web"]
+    outcome = reconciler.reconcile(NS, "shop", lagging)
+    assert outcome.summary == "in_sync"
+    assert cluster.writes() == [] and cluster.writes(dry_run=True) == []
+
+
+def test_the_echo_of_our_own_write_needs_no_reconcile(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    converged(cluster, reconciler)
+    expect = reconciler.expectations
+    ours = copy.deepcopy(cluster.policies[(NS, "shop.tier-api")])
+    assert expect.keys_to_reconcile({"type": "MODIFIED", "object": ours}) == []
+    drifted = copy.deepcopy(ours)
+    drifted["spec"]["policyTypes"] = ["Ingress"]
+    assert expect.keys_to_reconcile({"type": "MODIFIED", "object": drifted}) == [(NS, "shop")]
+    assert expect.keys_to_reconcile({"type": "DELETED", "object": ours}) == [(NS, "shop")]
+    stale = copy.deepcopy(ours)
+    stale["metadata"]["name"] = "shop.tier-gone"
+    assert expect.keys_to_reconcile({"type": "DELETED", "object": stale}) == []
+    foreign = {"metadata": {"name": "shop.tier-api", "namespace": NS}, "spec": {"podSelector": {}}}
+    assert expect.keys_to_reconcile({"type": "ADDED", "object": foreign}) == [(NS, "shop")]
+    unrelated = {"metadata": {"name": "other-policy", "namespace": NS}, "spec": {}}
+    assert expect.keys_to_reconcile({"type": "ADDED", "object": unrelated}) == []

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from ..plan import FIELD_MANAGER
+from . import metrics
 from .reconciler import ApiError
 
 __all__ = ["ApiError", "Kube", "load_config"]
@@ -75,6 +76,7 @@ class Kube:
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
 
     @_translated
     def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -98,6 +100,7 @@ class Kube:
 
     @_translated
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
+        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
         doc = json.loads(json.dumps(body))
         if uid:
             doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
@@ -115,6 +118,7 @@ class Kube:
 
     @_translated
     def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+        metrics.API_WRITES.labels("delete", str(dry_run).lower()).inc()
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         try:
             self.net.delete_namespaced_network_policy(
@@ -126,6 +130,7 @@ class Kube:
 
     @_translated
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+        metrics.API_WRITES.labels("status", "false").inc()
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             # Precondition: written only over the revision this status was computed from (409 otherwise).
@@ -143,6 +148,7 @@ class Kube:
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        metrics.API_WRITES.labels("event", "false").inc()
         meta = topology["metadata"]
         now = datetime.datetime.now(datetime.UTC)
         event: Any = {
@@ -167,6 +173,27 @@ class Kube:
             "count": 1,
         }
         self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+
+    # Leader election (apptopology.controller.leader) ------------------------------------------------
+
+    @_translated
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(_json(self.coordination.read_namespaced_lease(name, namespace, _preload_content=False)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @_translated
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        doc: Any = dict(body)
+        return dict(_json(self.coordination.create_namespaced_lease(namespace, doc, _preload_content=False)))
+
+    @_translated
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        doc: Any = dict(body)
+        return dict(_json(self.coordination.replace_namespaced_lease(name, namespace, doc, _preload_content=False)))
 
 
 def cluster_manifests() -> list[dict[str, Any]]:

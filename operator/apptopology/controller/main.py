@@ -1,30 +1,61 @@
-"""Start the operator: load credentials, register the handlers, and hand control to Kopf."""
+"""Start the operator: load credentials, build the controller, and hand control to Kopf."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from dataclasses import dataclass
 
 import kopf
 
-from .kube import load_config
+from . import metrics
+from .kube import Kube, load_config
+from .leader import LeaderElector
+from .reconciler import Reconciler
+from .runtime import Controller
 
 
-def run_operator(namespaces: list[str], liveness: str | None, verbose: bool = False) -> int:
-    """Run until stopped. All namespaces unless ``namespaces`` limits the watch."""
+@dataclass(frozen=True)
+class Options:
+    namespaces: list[str]
+    liveness: str | None = None
+    verbose: bool = False
+    workers: int = 8
+    resync: float = 600.0
+    metrics_port: int | None = None
+    leader_elect: bool = False
+    lease_namespace: str | None = None
+    lease_name: str = "apptopology-operator"
+
+
+def run_operator(options: Options) -> int:
+    """Run until stopped. All namespaces unless ``options.namespaces`` limits the watch."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if options.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not verbose:
+    if not options.verbose:
         # Kopf logs "Handler ... succeeded" for every watch event; our own reconcile lines say what changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_config()
-    from . import handlers  # noqa: F401  (registers the Kopf handlers)
+    from . import handlers  # registers the Kopf handlers
 
+    kube = Kube()
+    elector = None
+    if options.leader_elect:
+        namespace = options.lease_namespace or os.environ.get("POD_NAMESPACE")
+        if not namespace:
+            raise SystemExit("--leader-elect needs --lease-namespace or POD_NAMESPACE")
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(kube, namespace, options.lease_name, identity)
+    handlers.controller = Controller(Reconciler(kube), workers=options.workers, resync=options.resync, elector=elector)
+    if options.metrics_port is not None:
+        metrics.serve(options.metrics_port)
     kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
+        clusterwide=not options.namespaces,
+        namespaces=options.namespaces,
         standalone=True,
-        liveness_endpoint=liveness or None,
+        liveness_endpoint=options.liveness or None,
     )
     return 0

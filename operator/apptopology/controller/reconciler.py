@@ -29,6 +29,8 @@ from typing import Any, Protocol
 from ..api.status import Reason, ready_status, status_changed
 from ..api.validation import InvalidTopology
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
+from . import metrics
+from .cache import Expectations, Key, View, digests
 
 log = logging.getLogger("apptopology")
 
@@ -85,6 +87,14 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_SUMMARY = {
+    Reason.RECONCILED: "applied",
+    Reason.INVALID_SPEC: "invalid",
+    Reason.NAME_CONFLICT: "conflict",
+    Reason.APPLY_FAILED: "refused",
+}
+
+
 @dataclass(frozen=True)
 class _Refused:
     """An attempt that failed half way: the same state is not tried again before ``until``."""
@@ -108,31 +118,50 @@ class Reconciler:
         now: Callable[[], str] = utc_now,
         recheck_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        expectations: Expectations | None = None,
     ):
         self.cluster = cluster
         self.now = now
         self.recheck_after = recheck_after
         self.clock = clock
-        self._last_good: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (uid, spec JSON)
-        self._refused: dict[tuple[str, str], _Refused] = {}
+        self.expectations = expectations if expectations is not None else Expectations()
+        # key -> (uid, spec): a reference to the spec of a body we were given (bodies are never mutated).
+        self._last_good: dict[Key, tuple[str, Any]] = {}
+        self._refused: dict[Key, _Refused] = {}
 
-    def reconcile(self, namespace: str, name: str) -> Outcome:
+    def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
+        """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
+        request at all; without it, the topology is read from the API server."""
+        started = self.clock()
         try:
-            return self._reconcile(namespace, name)
+            outcome = self._reconcile(namespace, name, view)
         except ApiError as exc:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
-                return Outcome(retry=True, summary=exc.brief())
-            log.error("%s/%s: %s", namespace, name, exc.brief())
-            return Outcome(requeue_after=self.recheck_after, summary=exc.brief())
+                outcome = Outcome(retry=True, summary="failed")
+            else:
+                log.error("%s/%s: %s", namespace, name, exc.brief())
+                outcome = Outcome(requeue_after=self.recheck_after, summary="failed")
+        metrics.RECONCILES.labels(outcome.summary).inc()
+        metrics.RECONCILE_SECONDS.observe(self.clock() - started)
+        return outcome
 
-    def _reconcile(self, namespace: str, name: str) -> Outcome:
-        body = self.cluster.get_topology(namespace, name)
+    def _reconcile(self, namespace: str, name: str, view: View | None) -> Outcome:
+        key = (namespace, name)
+        body = view.body if view is not None else self.cluster.get_topology(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self.expectations.forget(key)
+            self._last_good.pop(key, None)
+            self._refused.pop(key, None)
             return Outcome(summary="gone")  # garbage collection removes its policies
+        if view is not None:
+            fast = self._in_sync(body, view)
+            if fast is not None:
+                return fast
         result = plan(body, self.cluster.list_policies(namespace))
         if result.invalid is not None:
             return self._report(body, Reason.INVALID_SPEC, result.invalid, list(result.owned))
+        self.expectations.set(key, digests(result.desired))
         if result.conflicts:
             return self._report(
                 body,
@@ -144,12 +173,11 @@ class Reconciler:
                 conflicts=result.conflicts,
                 requeue=True,
             )
-        key = (namespace, name)
         if result.writes:
             fingerprint = _fingerprint(body, result)
             earlier = self._refused.get(key)
             if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
-                return Outcome(requeue_after=earlier.until - self.clock(), summary="cooling down")
+                return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             refused = self._dry_run(namespace, result)
             if refused is not None:
                 write, exc = refused
@@ -164,6 +192,8 @@ class Reconciler:
                 self._refused[key] = _Refused(fingerprint, self.clock() + pause)
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
+            if _observed(body):
+                metrics.DRIFT_REPAIRS.inc()
             log.info("%s/%s: %d applied, %d deleted (%d writes)", namespace, name, applied, deleted, len(result.writes))
             self._event(
                 body,
@@ -172,10 +202,27 @@ class Reconciler:
                 f"NetworkPolicies: {applied} created or updated, {deleted} deleted "
                 f"(generation {Owner.from_body(body).generation})",
             )
+        return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync")
+
+    def _in_sync(self, body: dict[str, Any], view: View) -> Outcome | None:
+        """The cache's answer: an Outcome when everything owned is exactly what is wanted, None when the
+        API server must be asked (something differs, or the spec is invalid)."""
+        try:
+            desired = desired_policies(body)
+        except InvalidTopology:
+            return None
+        wanted = digests(desired)
+        self.expectations.set((body["metadata"]["namespace"], body["metadata"]["name"]), wanted)
+        if wanted != {n: e.digest for n, e in view.owned.items()}:
+            return None
+        return self._reconciled(body, [p["metadata"]["name"] for p in desired], "in_sync")
+
+    def _reconciled(self, body: dict[str, Any], names: list[str], summary: str) -> Outcome:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._refused.pop(key, None)
-        self._last_good[key] = (_uid(body), json.dumps(body.get("spec"), sort_keys=True, separators=(",", ":")))
-        count = len(result.desired_names)
-        return self._report(body, Reason.RECONCILED, f"{count} NetworkPolicies in sync", result.desired_names)
+        self._last_good[key] = (_uid(body), body.get("spec"))
+        outcome = self._report(body, Reason.RECONCILED, f"{len(names)} NetworkPolicies in sync", names)
+        return Outcome(summary=summary) if not outcome.retry else outcome
 
     def _dry_run(self, namespace: str, result: Plan) -> tuple[Write, ApiError] | None:
         """Ask the API server about every final write; the first refusal, or None. Transient errors raise."""
@@ -249,7 +296,7 @@ class Reconciler:
         last = self._last_good.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         if last is not None and last[0] == _uid(body):
             try:
-                return {p["metadata"]["name"]: p for p in desired_policies({**body, "spec": json.loads(last[1])})}
+                return {p["metadata"]["name"]: p for p in desired_policies({**body, "spec": last[1]})}
             except InvalidTopology:  # a spec once valid can only stop rendering after an upgrade
                 pass
         return result.owned
@@ -286,8 +333,16 @@ class Reconciler:
         return Outcome(
             retry=retry,
             requeue_after=self.recheck_after if requeue and not retry else None,
-            summary=reason.value,
+            summary=_SUMMARY[reason],
         )
+
+
+def _observed(body: Mapping[str, Any]) -> bool:
+    """Whether the current generation was already applied (so writes now repair drift)."""
+    status = body.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    generation = body["metadata"].get("generation")
+    return bool(ready and ready.get("status") == "True" and status.get("observedGeneration") == generation)
 
 
 def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
