@@ -110,8 +110,9 @@ def _free_port() -> int:
 class Operator:
     """``apptopology run`` as a real process with the operator's ServiceAccount identity and RBAC."""
 
-    def __init__(self, cp: ControlPlane):
+    def __init__(self, cp: ControlPlane, args: list[str] | None = None, name: str = "operator"):
         self.cp = cp
+        self.args = list(args or [])
         minted = subprocess.run(
             ["bash", str(RUN_SH), "sa-user", str(cp.dir), "apptopology-system", "apptopology-operator"],
             capture_output=True,
@@ -119,16 +120,25 @@ class Operator:
             check=True,
         )
         self.kubeconfig = minted.stdout.strip().splitlines()[-1]
-        self.log_path = cp.dir / "operator.log"
+        self.log_path = cp.dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
-        self.port = _free_port()
+        self.port, self.metrics_port = _free_port(), _free_port()
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 (the process owns it)
+        command = [
+            sys.executable,
+            "-m",
+            "apptopology.cli",
+            "run",
+            "--liveness",
+            f"http://127.0.0.1:{self.port}/healthz",
+        ]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apptopology.cli", "run", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+            [*command, "--metrics-port", str(self.metrics_port), *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,6 +155,17 @@ class Operator:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's Prometheus metrics, ``name{labels}`` -> value (samples only, no comments)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -165,8 +186,9 @@ class Operator:
 class Cluster:
     """Admin-side helpers for arranging and asserting (the operator has its own identity)."""
 
-    def __init__(self, cp: ControlPlane):
+    def __init__(self, cp: ControlPlane, args: list[str] | None = None, name: str = "operator"):
         self.cp = cp
+        self.args = list(args or [])
         self.custom = client.CustomObjectsApi(cp.api)
         self.net = client.NetworkingV1Api(cp.api)
         self.kube = Kube(cp.api)

@@ -112,6 +112,10 @@ def test_installs_exactly_these_objects() -> None:
             ("ClusterRole", "", "apptopology-edit"),
             ("ClusterRole", "", "apptopology-view"),
             ("Deployment", NAMESPACE, "apptopology-operator"),
+            ("Role", NAMESPACE, "apptopology-operator-leader-election"),
+            ("RoleBinding", NAMESPACE, "apptopology-operator-leader-election"),
+            ("PodDisruptionBudget", NAMESPACE, "apptopology-operator"),
+            ("Service", NAMESPACE, "apptopology-operator-metrics"),
         ]
     )
 
@@ -239,10 +243,33 @@ POD = DEPLOYMENT["spec"]["template"]["spec"]
 (CONTAINER,) = POD["containers"]
 
 
-def test_one_replica_recreated_never_two() -> None:
+def test_two_replicas_one_leader_never_none() -> None:
+    """Leader election makes two replicas safe; a rollout and a drain never take both away."""
     assert DEPLOYMENT["metadata"]["namespace"] == NAMESPACE
-    assert DEPLOYMENT["spec"]["replicas"] == 1
-    assert DEPLOYMENT["spec"]["strategy"] == {"type": "Recreate"}
+    assert DEPLOYMENT["spec"]["replicas"] == 2
+    assert DEPLOYMENT["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert "--leader-elect" in CONTAINER["args"]
+    pdb = get("PodDisruptionBudget", "apptopology-operator")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == DEPLOYMENT["spec"]["selector"]["matchLabels"]
+    (term,) = POD["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == DEPLOYMENT["spec"]["selector"]["matchLabels"]
+
+
+def test_metrics_are_served_and_selected() -> None:
+    args = build_parser().parse_args(CONTAINER["args"])
+    ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    assert args.metrics_port == ports["metrics"] == 8081
+    service = get("Service", "apptopology-operator-metrics")
+    assert service["spec"]["selector"] == DEPLOYMENT["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}]
+    monitor = yaml.safe_load((DEPLOY / "components" / "servicemonitor" / "servicemonitor.yaml").read_text())
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
 
 
 def test_labels_and_selector() -> None:
@@ -256,13 +283,15 @@ def test_labels_and_selector() -> None:
 
 def test_image_command_and_identity() -> None:
     assert CONTAINER["image"] == f"{IMAGE}:0.1.0"
-    assert CONTAINER["args"] == ["run"]
+    assert CONTAINER["args"] == ["run", "--leader-elect", "--metrics-port", "8081"]
     assert "command" not in CONTAINER  # the image's ENTRYPOINT (apptopology) runs
     assert POD["serviceAccountName"] == SA
     assert POD["automountServiceAccountToken"] is True
-    assert {e["name"]: e["value"] for e in CONTAINER["env"]} == {
+    assert {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in CONTAINER["env"]} == {
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
     }
 
 
@@ -322,7 +351,7 @@ def test_liveness_probe_matches_the_cli_default() -> None:
 def test_resources() -> None:
     assert CONTAINER["resources"] == {
         "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
     }
 
 
@@ -350,6 +379,17 @@ def test_operator_role_is_exactly_what_it_uses() -> None:
         ("", "events", ["create", "patch"]),
     )
     assert "aggregationRule" not in get("ClusterRole", "apptopology-operator")
+
+
+def test_leader_election_role_is_namespaced_and_minimal() -> None:
+    role = get("Role", "apptopology-operator-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    binding = get("RoleBinding", "apptopology-operator-leader-election")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["roleRef"]["kind"] == "Role"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}]
 
 
 def test_operator_binding() -> None:
