@@ -199,8 +199,12 @@ def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str,
     return writes
 
 
-def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]]) -> Plan:
-    """The writes that bring the namespace's policies in line with ``body`` (nothing more)."""
+def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]], other_names: Iterable[str] = ()) -> Plan:
+    """The writes that bring the namespace's policies in line with ``body`` (nothing more).
+
+    ``live_policies`` must hold every policy of the topology (owned or carrying its label);
+    ``other_names``: names of further policies known to exist in the namespace (someone else's).
+    """
     owner = Owner.from_body(body)
     live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
     owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
@@ -209,7 +213,8 @@ def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]]) ->
     except InvalidTopology as exc:
         return Plan(owned=owned, invalid="; ".join(str(i) for i in exc.issues))
     names = [p["metadata"]["name"] for p in desired]
-    conflicts = [n for n in names if n in live and n not in owned]
+    taken = set(live) | set(other_names)
+    conflicts = [n for n in names if n in taken and n not in owned]
     if conflicts:
         return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned)
     return Plan(writes=_writes(owner, desired, owned), desired_names=names, desired=desired, owned=owned)

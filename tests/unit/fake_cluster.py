@@ -90,9 +90,19 @@ class FakeCluster:
         body = self.topologies.get((namespace, name))
         return copy.deepcopy(body) if body is not None else None
 
-    def list_policies(self, namespace: str) -> list[dict[str, Any]]:
+    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         self._check("list", "", False)
-        return [copy.deepcopy(p) for (ns, _), p in sorted(self.policies.items()) if ns == namespace]
+        key, _, value = (label_selector or "").partition("=")
+        return [
+            copy.deepcopy(p)
+            for (ns, _), p in sorted(self.policies.items())
+            if ns == namespace and (not key or (p["metadata"].get("labels") or {}).get(key) == value)
+        ]
+
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check("get_policy", name, False)
+        policy = self.policies.get((namespace, name))
+        return copy.deepcopy(policy) if policy is not None else None
 
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
         meta = body["metadata"]
@@ -145,9 +155,14 @@ class FakeCluster:
         """What the operator's cache would hold for the topology (built from this fake's objects)."""
         body = self.topologies.get((namespace, name))
         owned: dict[str, PolicyEntry] = {}
+        names = set()
         if body is not None:
             for (ns, _), policy in sorted(self.policies.items()):
+                if ns != namespace:
+                    continue
                 for (_, uid), entry in policy_index_entries(policy).items():
-                    if ns == namespace and uid == body["metadata"]["uid"]:
+                    if isinstance(entry, PolicyEntry) and uid == body["metadata"]["uid"]:
                         owned[entry.name] = entry
-        return View(copy.deepcopy(body) if body is not None else None, owned)
+                    elif isinstance(entry, str):
+                        names.add(entry)
+        return View(copy.deepcopy(body) if body is not None else None, owned, frozenset(names))

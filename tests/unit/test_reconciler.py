@@ -82,8 +82,8 @@ def test_create_then_zero_writes(cluster: FakeCluster, reconciler: Reconciler) -
     assert status["policies"] == ["shop.default-deny", "shop.allow-dns", "shop.tier-web", "shop.tier-api"]
     assert status["observedGeneration"] == 1 and status["tierCount"] == 3
     assert cluster.events == [("Normal", "Applied", "NetworkPolicies: 4 created or updated, 0 deleted (generation 1)")]
-    # Every final write was dry-run first.
-    assert sorted(n for v, n, d in cluster.calls if d) == sorted(n for v, n in cluster.writes() if v == "apply")
+    # A first revision is not dry-run (a refusal half way ends with nothing, as a dry-run refusal would).
+    assert cluster.writes(dry_run=True) == []
     cluster.calls.clear()
     reconciler.reconcile(NS, "shop")
     assert cluster.writes() == [] and cluster.writes(dry_run=True) == []
@@ -334,3 +334,32 @@ def test_the_echo_of_our_own_write_needs_no_reconcile(cluster: FakeCluster, reco
     assert expect.keys_to_reconcile({"type": "ADDED", "object": foreign}) == [(NS, "shop")]
     unrelated = {"metadata": {"name": "other-policy", "namespace": NS}, "spec": {}}
     assert expect.keys_to_reconcile({"type": "ADDED", "object": unrelated}) == []
+
+
+def test_a_first_revision_refused_half_way_leaves_nothing(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    cluster.add_topology(topology())
+    cluster.refuse("apply", "shop.tier-web", ApiError(422, "Unprocessable Entity", "refused by admission"))
+    outcome = reconciler.reconcile(NS, "shop")
+    assert cluster.names(NS) == []
+    assert any(v == "apply" for v, _ in cluster.writes()) and any(v == "delete" for v, _ in cluster.writes())
+    cond = ready(cluster)
+    assert cond["reason"] == "ApplyFailed" and "refused by admission" in cond["message"]
+    assert cluster.topologies[(NS, "shop")]["status"]["policies"] == []
+    assert outcome.requeue_after == 60
+
+
+def test_changes_after_the_first_revision_are_dry_run(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    finals = sorted(n for v, n in cluster.writes() if v in ("apply", "delete"))
+    assert sorted(n for v, n in cluster.writes(dry_run=True)) == sorted(set(finals))
+
+
+def test_name_conflicts_come_from_the_cache_of_names(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    """With the cache, the namespace is not listed whole: a foreign policy is known by name."""
+    cluster.put_policy({"metadata": {"name": "shop.tier-api", "namespace": NS}, "spec": {"podSelector": {}}})
+    cluster.add_topology(topology())
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert ready(cluster)["reason"] == "NameConflict"
+    assert cluster.names(NS) == ["shop.tier-api"]

@@ -31,10 +31,12 @@ class PolicyEntry:
 
 @dataclass(frozen=True)
 class View:
-    """What the cache knows about one topology at the start of a reconcile (a snapshot, not live)."""
+    """What the cache knows about one topology at the start of a reconcile (a snapshot, not live):
+    its body, the policies it owns, and the names of every policy of its namespace (for conflicts)."""
 
     body: dict[str, Any] | None
     owned: dict[str, PolicyEntry]
+    names: frozenset[str] = frozenset()
 
 
 def controller_uid(policy: Mapping[str, Any]) -> str | None:
@@ -48,13 +50,18 @@ def controller_uid(policy: Mapping[str, Any]) -> str | None:
     return None
 
 
-def policy_index_entries(policy: Mapping[str, Any]) -> dict[tuple[str, str], PolicyEntry]:
-    """Index entries of one NetworkPolicy: under (namespace, owner UID) when an AppTopology controls it."""
-    uid = controller_uid(policy)
-    if uid is None:
-        return {}
+NAMES = ""  # the index key (namespace, NAMES) holds the names of every policy of the namespace
+
+
+def policy_index_entries(policy: Mapping[str, Any]) -> dict[tuple[str, str], PolicyEntry | str]:
+    """Index entries of one NetworkPolicy: its name under (namespace, NAMES), and under (namespace, owner
+    UID) its entry when an AppTopology controls it."""
     meta = policy["metadata"]
-    return {(meta["namespace"], uid): PolicyEntry(meta["name"], meta.get("uid", ""), managed_digest(policy))}
+    entries: dict[tuple[str, str], PolicyEntry | str] = {(meta["namespace"], NAMES): meta["name"]}
+    uid = controller_uid(policy)
+    if uid is not None:
+        entries[(meta["namespace"], uid)] = PolicyEntry(meta["name"], meta.get("uid", ""), managed_digest(policy))
+    return entries
 
 
 class Expectations:

@@ -94,9 +94,20 @@ class Kube:
             raise
 
     @_translated
-    def list_policies(self, namespace: str) -> list[dict[str, Any]]:
-        data = _json(self.net.list_namespaced_network_policy(namespace, _preload_content=False))
+    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        data = _json(
+            self.net.list_namespaced_network_policy(namespace, label_selector=label_selector, _preload_content=False)
+        )
         return list(data.get("items") or [])
+
+    @_translated
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(_json(self.net.read_namespaced_network_policy(name, namespace, _preload_content=False)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     @_translated
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:

@@ -29,6 +29,28 @@ class Options:
     lease_name: str = "apptopology-operator"
 
 
+def _memory_profile_on_signal(path: str) -> None:
+    """APPTOPOLOGY_TRACEMALLOC=FILE: trace allocations; SIGUSR1 writes the top allocation sites to FILE
+    (for finding where the memory goes, e.g. bench/operator_bench.py --tracemalloc)."""
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(8)
+
+    def dump(*_: object) -> None:
+        snapshot = tracemalloc.take_snapshot()
+        lines = [f"total traced: {sum(s.size for s in snapshot.statistics('filename')) / 2**20:.1f} MiB"]
+        for stat in snapshot.statistics("lineno")[:40]:
+            lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:9d} {stat.traceback[0]}")
+        lines.append("-- by file")
+        for stat in snapshot.statistics("filename")[:25]:
+            lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.traceback[0].filename}")
+        with open(path, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def run_operator(options: Options) -> int:
     """Run until stopped. All namespaces unless ``options.namespaces`` limits the watch."""
     logging.basicConfig(
@@ -38,6 +60,8 @@ def run_operator(options: Options) -> int:
     if not options.verbose:
         # Kopf logs "Handler ... succeeded" for every watch event; our own reconcile lines say what changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if os.environ.get("APPTOPOLOGY_TRACEMALLOC"):
+        _memory_profile_on_signal(os.environ["APPTOPOLOGY_TRACEMALLOC"])
     load_config()
     from . import handlers  # registers the Kopf handlers
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ..api.status import Reason, ready_status, status_changed
 from ..api.validation import InvalidTopology
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
+from ..render import TOPOLOGY_LABEL
 from . import metrics
 from .cache import Expectations, Key, View, digests
 
@@ -59,7 +60,9 @@ class Cluster(Protocol):
 
     def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def list_policies(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]: ...
+
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply; ``uid`` set: update of that object only (forced), None: create (not forced)."""
@@ -158,7 +161,8 @@ class Reconciler:
             fast = self._in_sync(body, view)
             if fast is not None:
                 return fast
-        result = plan(body, self.cluster.list_policies(namespace))
+        live, others = self._live(namespace, name, view)
+        result = plan(body, live, others)
         if result.invalid is not None:
             return self._report(body, Reason.INVALID_SPEC, result.invalid, list(result.owned))
         self.expectations.set(key, digests(result.desired))
@@ -178,7 +182,11 @@ class Reconciler:
             earlier = self._refused.get(key)
             if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
-            refused = self._dry_run(namespace, result)
+            # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
+            # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
+            # would (nothing), and the write order keeps every moment within the new revision or the empty
+            # old one. It halves the requests of a topology's creation.
+            refused = self._dry_run(namespace, result) if result.owned else None
             if refused is not None:
                 write, exc = refused
                 message = (
@@ -203,6 +211,24 @@ class Reconciler:
                 f"(generation {Owner.from_body(body).generation})",
             )
         return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync")
+
+    def _live(self, namespace: str, name: str, view: View | None) -> tuple[list[dict[str, Any]], set[str]]:
+        """The policies to plan from, read from the API server, and names of other policies that exist.
+
+        Without a cache: the whole namespace. With one: only the policies labelled for this topology
+        (a large namespace is not read for every change), plus any the cache says it owns that lost the
+        label, and the cache's names of the namespace's other policies, for name conflicts.
+        """
+        if view is None:
+            return self.cluster.list_policies(namespace), set()
+        live = self.cluster.list_policies(namespace, label_selector=f"{TOPOLOGY_LABEL}={name}")
+        listed = {str(p["metadata"]["name"]) for p in live}
+        for missing in sorted(set(view.owned) - listed):
+            policy = self.cluster.get_policy(namespace, missing)
+            if policy is not None:
+                live.append(policy)
+                listed.add(missing)
+        return live, set(view.names) - listed
 
     def _in_sync(self, body: dict[str, Any], view: View) -> Outcome | None:
         """The cache's answer: an Outcome when everything owned is exactly what is wanted, None when the

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from . import metrics
-from .cache import Key, PolicyEntry, View
+from .cache import NAMES, Key, PolicyEntry, View
 from .leader import LeaderElector
 from .queue import WorkQueue
 from .reconciler import Outcome, Reconciler
@@ -135,11 +135,14 @@ class Controller:
         if self.topologies is not None and key in self.topologies:
             body = next(iter(self.topologies[key]), None)
         owned: dict[str, PolicyEntry] = {}
+        names: frozenset[str] = frozenset()
         if body is not None and self.policies is not None:
             index_key = (key[0], body["metadata"].get("uid"))
             if index_key in self.policies:
                 owned = {e.name: e for e in self.policies[index_key]}
-        return View(body, owned)
+            if (key[0], NAMES) in self.policies:
+                names = frozenset(self.policies[(key[0], NAMES)])
+        return View(body, owned, names)
 
     async def _work(self) -> None:
         assert self.queue is not None and self._active is not None
