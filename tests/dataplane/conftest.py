@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections import Counter
 from collections.abc import Iterator
 
 import netns
@@ -57,6 +58,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"({sum(r.open for r in REPORTS)} open, {sum(r.blocked for r in REPORTS)} blocked), "
         f"{sum(r.controls for r in REPORTS)} positive controls; observed == explain for {agree}/{probes}"
     )
+    deviations = [d for r in REPORTS for d in r.deviations]
+    if deviations:
+        kinds = Counter(d.split(":", 1)[0] for d in deviations)
+        cases = sum(1 for r in REPORTS if r.deviations)
+        tr.write_line(
+            f"the other {len(deviations)} probes, in {cases} topologies, are kube-router's deviations "
+            f"({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}; kuberouter.py, README.md), e.g.:"
+        )
+        for line in deviations[:3]:
+            tr.write_line(f"  {line}")
     latencies = sorted(r.latency for r in REPORTS if r.latency is not None)
     if latencies:
         tr.write_line(

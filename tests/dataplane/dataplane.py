@@ -437,7 +437,8 @@ class Dataplane:
     # Namespaces, pods, external clients ------------------------------------------------------------
 
     def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
-        """The namespace exists with exactly these labels (plus the name label the API server adds)."""
+        """The namespace exists with exactly these labels (plus the name label the API server adds);
+        ``labels=None`` leaves an existing namespace's labels alone."""
         wanted = {**(labels or {}), "kubernetes.io/metadata.name": name}
         try:
             self.k(self.core.read_namespace, name)
@@ -445,6 +446,8 @@ class Dataplane:
             if exc.status != 404:
                 raise
             self.k(self.core.create_namespace, {"metadata": {"name": name, "labels": wanted}})
+            return
+        if labels is None:
             return
         self.k(self.core.patch_namespace, name, [{"op": "add", "path": "/metadata/labels", "value": wanted}])
 

@@ -36,12 +36,21 @@ from typing import Any
 import yaml
 from harness import ROOT, wait_for
 from kubernetes import client
+from kuberouter import KubeRouterModel
 from netns import Protocol, Result
 
 from apptopology.analysis import matrix, subject
 from apptopology.api.spec import AppTopology
 from apptopology.api.validation import parse_topology
-from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet, inventory_from_manifests
+from apptopology.evaluator import (
+    NAME_LABEL,
+    Evaluator,
+    External,
+    Inventory,
+    Pod,
+    PortSet,
+    inventory_from_manifests,
+)
 from apptopology.intent import synthesize
 from dataplane import Dataplane, Port
 
@@ -75,6 +84,7 @@ class CaseReport:
     blocked: int = 0
     controls: int = 0
     agree: int = 0
+    deviations: list[str] = field(default_factory=list)  # packets != explain, as kuberouter.py predicts
     latency: float | None = None
     skipped: list[str] = field(default_factory=list)
 
@@ -83,7 +93,9 @@ class CaseReport:
         return (
             f"{self.case}: {self.pods} pods, {self.externals} external clients, {self.probes} probes "
             f"({self.open} open, {self.blocked} blocked, {self.controls} positive controls), "
-            f"observed == explain for {self.agree}/{self.probes}; enforcement latency {lat}"
+            f"observed == explain for {self.agree}/{self.probes}"
+            + (f" (the other {len(self.deviations)}: kube-router's deviations)" if self.deviations else "")
+            + f"; enforcement latency {lat}"
         )
 
 
@@ -136,6 +148,7 @@ class Case:
         self.keys: list[str] = []
         self.externals: dict[str, External] = {}
         self.custom = client.CustomObjectsApi(dp.api)
+        self.kube_router: KubeRouterModel | None = None  # set by expectations()
 
     # Setting up ------------------------------------------------------------------------------------
 
@@ -143,9 +156,7 @@ class Case:
         inventory = synthesize(self.topology)
         ports = probe_ports(self.topology, inventory)
         for ns in inventory.namespaces:
-            self.dp.ensure_namespace(
-                ns.name, {k: v for k, v in ns.labels.items() if k != "kubernetes.io/metadata.name"}
-            )
+            self.dp.ensure_namespace(ns.name, {k: v for k, v in ns.labels.items() if k != NAME_LABEL})
         addresses = {}
         for ext in inventory.externals:
             address = _ipv4(ext)
@@ -231,7 +242,9 @@ class Case:
             if s != d and not (s.startswith("external/") and d.startswith("external/"))
         }
         self._check_cli(manifests, expected, view.homes)
-        return expected, Evaluator(subj.parsed, inventory), inventory, by_key
+        evaluator = Evaluator(subj.parsed, inventory)
+        self.kube_router = KubeRouterModel(subj.policies, inventory, evaluator)
+        return expected, evaluator, inventory, by_key
 
     def _check_cli(
         self, manifests: list[dict[str, Any]], expected: dict[tuple[str, str], PortSet], homes: Iterable[str]
@@ -281,7 +294,10 @@ class Case:
         policies = json.loads(raw.data)["items"]
         for p in policies:
             p["kind"] = "NetworkPolicy"
-        assert policies, f"the operator wrote no NetworkPolicy in {self.home}"
+        if not policies:  # nothing isolated: the operator writes nothing, and everything must be open
+            closed = [f"{s} -> {d}: {ports}" for (s, d), ports in expected.items() if not ports.is_all]
+            assert not closed, "no policy was written, yet explain restricts:\n" + "\n".join(closed)
+            return
         live = matrix(subject(policies, inventory)).result
         differ = [
             f"{s} -> {d}: live policies {live[by_key[s], by_key[d]]}, topology {ports}"
@@ -313,7 +329,9 @@ class Case:
         self.dp.settle()
         self._check_live_policies(inventory, by_key, expected)
         results = self.dp.probe_all([(p.source, p.destination, p.port, p.protocol) for p, _ in plan])
-        self._compare(plan, results, evaluator, by_key)
+        problems = self.check(plan, results, evaluator, by_key)
+        if problems:
+            raise AssertionError(f"{self.id}: {len(problems)} problems\n" + "\n".join(problems))
         return self.report
 
     def _enforcement_latency(self, plan: list[tuple[Probe, bool]], start: float) -> float | None:
@@ -334,13 +352,15 @@ class Case:
             time.sleep(0.005)
         raise AssertionError(f"{self.id}: packets did not follow the topology within 60 s")
 
-    def _compare(
+    def check(
         self,
         plan: list[tuple[Probe, bool]],
         results: list[Result],
         evaluator: Evaluator,
         by_key: dict[str, Pod | External],
-    ) -> None:
+    ) -> list[str]:
+        """Fill the report. A problem is: a packet that differs from kube-router's model (explain's answer
+        but for the deviations in kuberouter.py), or a failed positive control."""
         problems: list[str] = []
         to_control: set[tuple[str, int, Protocol]] = set()
         for (probe, allowed), result in zip(plan, results, strict=True):
@@ -354,14 +374,21 @@ class Case:
             if result.outcome in ("wrong-server", "unreachable"):
                 problems.append(f"{probe}: {result.outcome} {result.banner!r} (a harness problem, not a verdict)")
                 continue
+            src, dst = by_key[probe.source], by_key[probe.destination]
+            assert self.kube_router is not None
+            model, deviation = self.kube_router.allows(src, dst, probe.protocol, probe.port)
             if result.open == allowed:
                 self.report.agree += 1
+            elif result.open == model:
+                self.report.deviations.append(f"{deviation}: {probe}")
+            if result.open == model:
                 continue
-            verdict = evaluator.explain(by_key[probe.source], by_key[probe.destination], probe.protocol, probe.port)
+            verdict = evaluator.explain(src, dst, probe.protocol, probe.port)
             again = self.dp.probe(probe.source, probe.destination, probe.port, probe.protocol)
             problems.append(
-                f"{probe}: packets {result.outcome} (again: {again.outcome}), explain says "
-                f"{'ALLOWED' if allowed else 'DENIED'}:\n    " + "\n    ".join(verdict.reasons)
+                f"{probe}: packets {result.outcome} (again: {again.outcome}); explain says "
+                f"{'ALLOWED' if allowed else 'DENIED'}, the model of kube-router {'open' if model else 'blocked'}:"
+                "\n    " + "\n    ".join(verdict.reasons)
             )
         controls = sorted(to_control)
         for (dst, port, protocol), result in zip(
@@ -371,8 +398,7 @@ class Case:
             if not result.open:
                 problems.append(f"positive control node -> {dst} {protocol}/{port}: {result.outcome}; "
                                 "its blocked verdicts prove nothing")  # fmt: skip
-        if problems:
-            raise AssertionError(f"{self.id}: {len(problems)} problems\n" + "\n".join(problems))
+        return problems
 
 
 __all__ = ["REPORTS", "Case", "CaseReport", "Probe", "probe_ports"]
