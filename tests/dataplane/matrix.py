@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from kubernetes import client
 from kuberouter import KubeRouterModel
 from netns import Protocol, Result
 
-from apptopology.analysis import matrix, subject
+from apptopology.analysis import matrix, merge_inventories, subject
 from apptopology.api.spec import AppTopology
 from apptopology.api.validation import parse_topology
 from apptopology.evaluator import (
@@ -152,9 +152,18 @@ class Case:
 
     # Setting up ------------------------------------------------------------------------------------
 
-    def build(self) -> None:
-        inventory = synthesize(self.topology)
-        ports = probe_ports(self.topology, inventory)
+    def build(self, also: Sequence[dict[str, Any]] = ()) -> None:
+        """Namespaces, pods and external clients of the synthesized inventory (of ``also``'s topologies too:
+        the revisions a test will move to), every pod serving every probed port of all of them."""
+        topologies = [self.topology, *(parse_topology(copy.deepcopy(d)) for d in also)]
+        inventories = [synthesize(t) for t in topologies]
+        inventory = merge_inventories(inventories)
+        by_number: dict[tuple[int, str], Port] = {}
+        for t, inv in zip(topologies, inventories, strict=True):
+            for p in probe_ports(t, inv):
+                if by_number.setdefault((p.port, p.protocol), p).name is None and p.name:
+                    by_number[p.port, p.protocol] = p  # a named port must keep its name
+        ports = [by_number[k] for k in sorted(by_number)]
         for ns in inventory.namespaces:
             self.dp.ensure_namespace(ns.name, {k: v for k, v in ns.labels.items() if k != NAME_LABEL})
         addresses = {}
@@ -181,6 +190,23 @@ class Case:
         body = copy.deepcopy(self.doc)
         created = self.dp.k(self.custom.create_namespaced_custom_object, GROUP, VERSION, self.home, PLURAL, body)
         return int(created["metadata"]["generation"])
+
+    def revise(self, doc: dict[str, Any]) -> int:
+        """Replace the topology's spec (same name and namespace); returns the new generation."""
+        self.doc = copy.deepcopy(doc)
+        self.topology = parse_topology(copy.deepcopy(doc))
+        patch = [{"op": "replace", "path": "/spec", "value": copy.deepcopy(doc["spec"])}]
+        updated = self.dp.k(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.home,
+            PLURAL,
+            self.name,
+            patch,
+            _content_type="application/json-patch+json",
+        )
+        return int(updated["metadata"]["generation"])
 
     def ready(self, generation: int | None = None) -> dict[str, Any] | None:
         obj = self.dp.k(self.custom.get_namespaced_custom_object, GROUP, VERSION, self.home, PLURAL, self.name)
