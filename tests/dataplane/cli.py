@@ -128,7 +128,9 @@ def print_pods(dp: Dataplane) -> None:
     rows = [["ENDPOINT", "IP", "LABELS", "PORTS"]]
     for e in sorted(dp.endpoints.values(), key=lambda e: (not e.pod, e.key)):
         labels = ",".join(f"{k}={v}" for k, v in sorted(e.labels.items())) or "-"
-        ports = " ".join(f"{p.port}/{p.protocol}" + (f"={p.name}" if p.name else "") for p in e.ports)
+        numbers = sorted({p.port for p in e.ports})
+        named = [f"{p.name}={p.port}/{p.protocol}" for p in e.ports if p.name]
+        ports = ",".join(map(str, numbers)) + " TCP+UDP" * bool(numbers) + "".join(f" {n}" for n in named)
         rows.append([e.key, e.ip, labels if e.pod else "(outside the cluster)", _short(ports, 60)])
     if len(rows) > 1:
         print(table(rows))
@@ -205,7 +207,7 @@ def demo_topology(dp: Dataplane, doc: dict[str, Any], label: str) -> None:
     step(f"kubectl apply: AppTopology {name}; the operator reconciles it, kube-router enforces")
     start = time.monotonic()
     generation = case.apply()
-    latency = case._enforcement_latency(plan, start)
+    latency = case.report.latency = case._enforcement_latency(plan, start)
     wait_for(lambda: case.ready(generation), timeout=60, what=f"{name} Ready")
     dp.settle()
     if latency is not None:
@@ -233,11 +235,13 @@ def print_grid(case: Case, plan: list[tuple[Probe, bool]], opened: list[bool], b
     shown = [k for k in case.keys if not _near_miss(k)]
     observed: dict[tuple[str, str], PortSet] = {}
     explained: dict[tuple[str, str], PortSet] = {}
+    probed: dict[tuple[str, str], PortSet] = {}
     for (probe, allowed), is_open in zip(plan, opened, strict=True):
         pair = (probe.source, probe.destination)
         one = PortSet.of(probe.protocol, probe.port)
         observed.setdefault(pair, PortSet.NONE)
         explained.setdefault(pair, PortSet.NONE)
+        probed[pair] = probed.get(pair, PortSet.NONE) | one
         if is_open:
             observed[pair] = observed[pair] | one
         if allowed:
@@ -251,18 +255,19 @@ def print_grid(case: Case, plan: list[tuple[Probe, bool]], opened: list[bool], b
             if (s, d) not in observed:
                 row.append("")
                 continue
-            cell = _ports(observed[s, d])
+            cell = _ports(observed[s, d], probed[s, d])
             if observed[s, d] != explained[s, d]:
-                cell += f" != explain {_ports(explained[s, d])}"
+                cell += f" != explain {_ports(explained[s, d], probed[s, d])}"
             row.append(cell)
         rows.append(row)
     print(table(rows))
-    print("\n   (each cell: the probed ports on which a connection opened; '-' none; blank: not probed)")
+    print("\n   (each cell: the probed ports on which a connection opened; 'every port': all of them; '-' none)")
 
 
-def _ports(ports: PortSet) -> str:
-    text = str(ports)
-    return "-" if text == "none" else _short(text, 40)
+def _ports(ports: PortSet, probed: PortSet) -> str:
+    if ports.is_empty:
+        return "-"
+    return "every port" if ports == probed else _short(str(ports), 40)
 
 
 def _near_miss(key: str) -> bool:

@@ -123,7 +123,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(proc: dict[str, Any]) -> bool:
-    return _start_time(int(proc["pid"])) == proc["start"]
+    return _start_time(int(proc["pid"])) == str(proc["start"])
 
 
 def _stop(proc: dict[str, Any], timeout: float = 10) -> None:
@@ -342,7 +342,7 @@ class Dataplane:
     def api(self) -> client.ApiClient:
         """An admin client; call it only through ``self.k`` (its sockets must open in the node namespace)."""
         if self._api is None:
-            self._api = config.new_client_from_config(config_file=self.env["KUBECONFIG"])
+            self._api = config.new_client_from_config(config_file=self.env["KUBECONFIG"])  # type: ignore[no-untyped-call]
         return self._api
 
     def k(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

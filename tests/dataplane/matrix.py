@@ -118,10 +118,11 @@ def probe_ports(topology: AppTopology, inventory: Inventory) -> list[Port]:
     chosen = sorted(n for n in numbers if 1 <= n <= 65535)[:MAX_PORTS]
     out: list[Port] = []
     for n in chosen:
+        protocol: Protocol
         for protocol in ("TCP", "UDP"):
             cp = named.get(n)
             name = cp.name if cp is not None and cp.protocol == protocol else None
-            out.append(Port(n, protocol, name))  # type: ignore[arg-type]
+            out.append(Port(n, protocol, name))
     # A named port whose number fell beyond MAX_PORTS must still be declared: named ports resolve on it.
     for n, cp in named.items():
         if n not in chosen and cp.protocol in ("TCP", "UDP"):
@@ -417,12 +418,12 @@ class Case:
                 "\n    " + "\n    ".join(verdict.reasons)
             )
         controls = sorted(to_control)
-        for (dst, port, protocol), result in zip(
+        for (target, port, protocol), result in zip(
             controls, self.dp.probe_all([("node", d, p, pr) for d, p, pr in controls]), strict=True
         ):
             self.report.controls += 1
             if not result.open:
-                problems.append(f"positive control node -> {dst} {protocol}/{port}: {result.outcome}; "
+                problems.append(f"positive control node -> {target} {protocol}/{port}: {result.outcome}; "
                                 "its blocked verdicts prove nothing")  # fmt: skip
         return problems
 

@@ -63,7 +63,7 @@ def test_shared_chain_one_policy_selecting_both_ends(dataplane: Dataplane, space
     dp = dataplane
     ports = [Port(8080), Port(9090)]
     dp.add_pods([(space, "a", {"app": "a"}, ports), (space, "b", {"app": "b"}, ports)])
-    both = {
+    both: dict[str, Any] = {
         "metadata": {"name": "both-directions"},
         "spec": {
             "podSelector": {},
