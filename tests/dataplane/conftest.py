@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import netns
 import pytest
 from matrix import REPORTS
+from netns import NetnsError
 
 from dataplane import Dataplane, DataplaneError
 
@@ -33,8 +34,10 @@ def dataplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataplane]:
     dp = Dataplane(tmp_path_factory.mktemp("dataplane"))
     try:
         dp.up()
-    except DataplaneError as exc:
-        problems = dp.down()
+    except BaseException as exc:
+        problems = dp.down()  # whatever went wrong, leave no namespace or process behind
+        if not isinstance(exc, DataplaneError | NetnsError):
+            raise
         _unavailable(f"{exc}" + "".join(f"\n(teardown: {p})" for p in problems))
     try:
         yield dp
