@@ -77,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise
     print(f"up in {time.monotonic() - started:.1f} s: node namespace {dp.node_netns}, state in {dp.dir}")
     print_pods(dp)
-    print(f"\nnext: {sys.argv[0]} probe {args.dir} FROM TO PORT[/PROTO]   (FROM may be `node`)")
+    print(f"\nnext: tests/dataplane/dataplane.sh probe {args.dir} FROM TO PORT[/PROTO]   (FROM may be `node`)")
     return 0
 
 
