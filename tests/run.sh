@@ -23,6 +23,24 @@ if [ -x tests/controlplane/build.sh ]; then
   export APPTOPOLOGY_CONTROLPLANE_BIN
 fi
 
+if [ -x tests/dataplane/build.sh ]; then
+  echo "== dataplane: iptables, ipset and kube-router (cached after the first build)"
+  # Debian packages for the tools the dataplane suite runs inside its network namespaces.
+  missing=""
+  for pair in iptables:iptables ipset:ipset ip:iproute2 sysctl:procps; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+  done
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+      echo "missing:$missing (needs root and apt-get to install): the dataplane suite will skip" >&2
+    fi
+  fi
+  tests/dataplane/build.sh >/dev/null
+fi
+
 echo "== tests"
 set +e
 .venv/bin/python -m pytest "$@"
