@@ -1,6 +1,6 @@
 """The topologies the probe matrix runs: every example, and seeded draws from the property tests' generator.
 
-The generator is the one tests/unit/test_semantics.py uses (loaded from that file, not copied), so the
+The generator is the property tests' own (tests/strategies.py), so the
 packets see the same shapes of topology the evaluator is proven on: random selectors with expressions,
 ipBlocks with excepts, named ports, port ranges, SCTP, both scopes, either direction isolated, DNS and
 monitoring variants. Draws are deterministic (fixed seed, no shrinking, no example database), invalid
@@ -10,30 +10,19 @@ draws and duplicates are dropped.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import random
 from functools import cache
-from types import ModuleType
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from apptopology.api.validation import InvalidTopology, parse_topology
-from shared import ROOT, example_documents
+from shared import example_documents
+from strategies import topologies
 
 SEED = 20261201
 GENERATED = 30
-
-
-@cache
-def _semantics() -> ModuleType:
-    path = ROOT / "tests" / "unit" / "test_semantics.py"
-    spec = importlib.util.spec_from_file_location("_dataplane_semantics_strategies", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def examples() -> list[tuple[str, dict[str, Any]]]:
@@ -63,7 +52,7 @@ def generated(count: int = GENERATED) -> list[tuple[str, dict[str, Any]]]:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(_semantics().topologies())
+    @given(topologies())
     def draw(doc: dict[str, Any]) -> None:
         draws.append(copy.deepcopy(doc))
 

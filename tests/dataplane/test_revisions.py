@@ -178,3 +178,46 @@ def test_revision_closes_old_flows_opens_new_ones_and_nothing_else(dataplane: Da
     assert not violations, "\n".join(violations)
     dp.settle()
     sweep_and_check(case)
+
+
+def _mixing_revisions() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two revisions of three-tier whose in-between states could open api -> frontend:443, which neither
+    allows: the old one admits 443 into the frontend from anywhere, the new one lets the api reach
+    anywhere on 443 instead. Tiers in reverse order, so a naive writer updates the api first."""
+    old = load_example("three-tier.yaml")
+    old["spec"]["tiers"].reverse()
+    new = copy.deepcopy(old)
+    for flow in new["spec"]["flows"]:
+        if flow["to"] == {"tier": "frontend"}:
+            flow["ports"] = [{"port": 80}]
+    new["spec"]["flows"].append(
+        {"from": {"tier": "api"}, "to": {"ipBlock": {"cidr": "0.0.0.0/0"}}, "ports": [{"port": 443}]}
+    )
+    return old, new
+
+
+def test_revisions_that_could_mix_never_open_in_between(dataplane: Dataplane) -> None:
+    """The safe write order on packets: back and forth between two revisions, api -> frontend:443 (allowed by
+    neither, open in any state that holds the new api egress and the old frontend ingress) is watched all
+    along and never seen open. (A writer applying policy after policy opened it in 1 of 10 trials.)"""
+    old, new = _mixing_revisions()
+    case = Case(dataplane, "mixing", old)
+    case.build(also=[new])
+    try:
+        generation = case.apply()
+        wait_for(lambda: case.ready(generation), timeout=60, what="first revision Ready")
+        dataplane.settle()
+        api, frontend = f"{case.home}/tier-api", f"{case.home}/tier-frontend"
+        assert not dataplane.probe(api, frontend, 443).open
+        assert dataplane.probe("node", frontend, 443).open  # positive control: the server answers
+        rounds = 0
+        for trial in range(10):
+            generation = case.revise(new if trial % 2 == 0 else old)
+            while not case.ready(generation):
+                rounds += 1
+                assert not dataplane.probe(api, frontend, 443).open, f"trial {trial}: open in between"
+            dataplane.settle()
+            assert not dataplane.probe(api, frontend, 443).open
+        print(f"10 revisions, {rounds} probes of api -> frontend:443 while they were written: never open")
+    finally:
+        case.teardown()
