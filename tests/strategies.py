@@ -45,6 +45,8 @@ PORTS = st.lists(
             {"port": "http"},
             {"port": "dns", "protocol": "UDP"},
             {"port": 3868, "protocol": "SCTP"},
+            {"protocol": "UDP"},
+            {"protocol": "TCP"},
         ]
     ),
     max_size=3,
@@ -107,7 +109,13 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
     }
     dns = draw(
         st.sampled_from(
-            [None, {"enabled": False}, {"podSelector": {}}, {"ports": [{"port": "dns", "protocol": "UDP"}]}]
+            [
+                None,
+                {"enabled": False},
+                {"podSelector": {}},
+                {"ports": [{"port": "dns", "protocol": "UDP"}]},
+                {"ports": [{"protocol": "UDP"}]},
+            ]
         )
     )
     if dns is not None:

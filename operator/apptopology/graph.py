@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .api.spec import AppTopology, Endpoint, Port, describe_selector
+from .api.spec import AppTopology, Endpoint, Port, describe_selector, minimal_ports
 
 
 @dataclass
@@ -27,7 +27,7 @@ class _Graph:
 def _ports(ports: list[Port] | None) -> str:
     if not ports:
         return "all ports"
-    return ", ".join(p.label() for p in sorted({p.key(): p for p in ports}.values(), key=Port.key))
+    return ", ".join(p.label() for p in minimal_ports(ports))
 
 
 def _endpoint(g: _Graph, endpoint: Endpoint) -> str:

@@ -144,7 +144,9 @@ class Intent:
             return PortSet.ALL
         out = PortSet.NONE
         for port in ports:
-            if isinstance(port.port, int):
+            if port.port is None:
+                out = out.union(PortSet.of(port.protocol))
+            elif isinstance(port.port, int):
                 out = out.union(PortSet.of(port.protocol, port.port, port.end_port))
             elif isinstance(destination, Pod):
                 for name, protocol, number in destination.named_ports:

@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from .api.spec import AppTopology, Endpoint, LabelSelector, Port
+from .api.spec import AppTopology, Endpoint, LabelSelector, Port, minimal_ports
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "apptopology-operator"
@@ -103,7 +103,7 @@ class _Direction:
         """
         by_ports: dict[PortsKey, set[PeerKey]] = defaultdict(set)
         for peer_key, port_keys in self.grants.items():
-            ports_key: PortsKey = () if None in port_keys else tuple(sorted(port_keys))
+            ports_key: PortsKey = () if None in port_keys else _absorbed(port_keys)
             by_ports[ports_key].add(peer_key)
         rules = []
         for ports_key in sorted(by_ports, key=lambda k: (len(k) > 0, k)):
@@ -120,8 +120,14 @@ class _Direction:
         return bool(self.grants)
 
 
+def _absorbed(port_keys: set[Any]) -> PortsKey:
+    """A peer's port keys, sorted, a whole protocol (key ``(protocol, 0, "", 0)``) absorbing its narrower keys."""
+    whole = {k[0] for k in port_keys if k[1] == 0}
+    return tuple(sorted(k for k in port_keys if k[1] == 0 or k[0] not in whole))
+
+
 def _unique_ports(ports: list[Port]) -> list[dict[str, Any]]:
-    return [p.to_k8s() for p in sorted({p.key(): p for p in ports}.values(), key=Port.key)]
+    return [p.to_k8s() for p in minimal_ports(ports)]
 
 
 def _sentence(parts: list[str]) -> str:
@@ -131,7 +137,7 @@ def _sentence(parts: list[str]) -> str:
 def _ports_text(ports: list[Port] | None) -> str:
     if not ports:
         return "all ports"
-    return ", ".join(p.label() for p in sorted(ports, key=Port.key))
+    return ", ".join(p.label() for p in minimal_ports(ports))
 
 
 def _metadata(topology: AppTopology, name: str, description: str) -> dict[str, Any]:

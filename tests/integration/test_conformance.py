@@ -113,6 +113,11 @@ selectors = st.fixed_dictionaries({}, optional={"matchLabels": labels, "matchExp
 def ports(draw: st.DrawFn) -> dict[str, Any]:
     port = draw(st.sampled_from(PORTS))
     out: dict[str, Any] = {"port": port}
+    if draw(st.integers(0, 7)) == 0:  # protocol only (every port of it), also as a null port
+        out = {"protocol": draw(st.sampled_from(["UDP", "TCP", "SCTP"]))} if draw(st.booleans()) else {"port": None}
+        if draw(st.integers(0, 3)) == 0:
+            out["endPort"] = 80  # refused: a range needs its first port
+        return out
     if draw(st.integers(0, 5)) == 0:
         out["protocol"] = draw(st.sampled_from(["UDP", "SCTP", "TCP"] * 3 + ["tcp"]))
     if isinstance(port, int | float) and draw(st.integers(0, 3)) == 0:

@@ -175,6 +175,49 @@ def test_all_ports_absorbs_specific_ports_and_anywhere_absorbs_peers() -> None:
     assert policies["shop.tier-db"]["spec"]["ingress"] == [{"ports": [{"port": 1, "protocol": "TCP"}]}]
 
 
+def test_protocol_only_port_absorbs_narrower_ports_of_its_protocol() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}]},
+        {
+            "from": {"tier": "web"},
+            "to": {"tier": "api"},
+            "ports": [{"protocol": "UDP"}, {"port": "dns", "protocol": "UDP"}],
+        },
+        {"from": {"tier": "db"}, "to": {"tier": "api"}, "ports": [{"port": 53, "protocol": "UDP"}]},
+    ]
+    policies = by_name(topo(tiers=TIERS, flows=flows))
+    # web: all of UDP absorbs UDP/53 and the named UDP port, not TCP/80; db keeps its one port.
+    assert policies["shop.tier-api"]["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+            "ports": [{"port": 80, "protocol": "TCP"}, {"protocol": "UDP"}],
+        },
+        {"from": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 53, "protocol": "UDP"}]},
+    ]
+    assert policies["shop.tier-web"]["spec"]["egress"][0]["ports"] == [
+        {"port": 80, "protocol": "TCP"},
+        {"protocol": "UDP"},
+    ]
+    text = policies["shop.tier-api"]["metadata"]["annotations"]["apptopology.io/description"]
+    assert "accept tier web on UDP/all;" in text and "UDP/dns" not in text
+
+
+def test_every_protocol_is_not_all_ports() -> None:
+    """TCP, UDP and SCTP each whole stay three entries: no ``ports`` would also admit other protocols (ICMP)."""
+    ports = [{"protocol": "TCP"}, {"protocol": "UDP"}, {"protocol": "SCTP"}]
+    policies = by_name(topo(tiers=TIERS, flows=[{"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": ports}]))
+    assert policies["shop.tier-api"]["spec"]["ingress"][0]["ports"] == [
+        {"protocol": "SCTP"},
+        {"protocol": "TCP"},
+        {"protocol": "UDP"},
+    ]
+
+
+def test_protocol_only_dns_ports() -> None:
+    policies = by_name(topo(tiers=TIERS, dns={"ports": [{"protocol": "UDP"}, {"port": 53, "protocol": "UDP"}]}))
+    assert policies["shop.allow-dns"]["spec"]["egress"][0]["ports"] == [{"protocol": "UDP"}]
+
+
 def test_labels_names_annotation() -> None:
     flows = [{"from": {"tier": "web"}, "to": {"tier": "web"}, "description": "peers talk"}]
     for policy in render(parse_topology(topo(flows=flows))):

@@ -299,13 +299,15 @@ def _integral(value: Any) -> Any:
 
 
 class Port(_Strict):
-    """A destination port. Without any ports a flow allows all ports and protocols."""
+    """A destination port. Without any ports a flow allows all ports and protocols; an entry with only a
+    protocol ({protocol: UDP}) allows every port of that protocol, as in NetworkPolicy."""
 
-    port: int | str = Field(
+    port: int | str | None = Field(
+        default=None,
         # maxLength bounds the cost of the CEL regex below (IANA names have at most 15 characters).
         json_schema_extra={"x-kubernetes-int-or-string": True, "maxLength": 15},
         description="Port number (1-65535), or a named port (IANA service name such as 'http') that is "
-        "resolved on the destination pod's container ports.",
+        "resolved on the destination pod's container ports. Omitted: every port of the protocol.",
     )
     protocol: Literal["TCP", "UDP", "SCTP"] = Field(default="TCP", description="TCP (default), UDP or SCTP.")
     end_port: StrictInt | None = Field(
@@ -319,15 +321,15 @@ class Port(_Strict):
     model_config = ConfigDict(
         json_schema_extra=_extra(
             _cel(
-                "type(self.port) == int ? (self.port >= 1 && self.port <= 65535)"
+                "!has(self.port) || (type(self.port) == int ? (self.port >= 1 && self.port <= 65535)"
                 " : self.port.matches('" + IANA_SVC_NAME + "') && self.port.matches('[a-z]')"
-                " && !self.port.contains('--')",
+                " && !self.port.contains('--'))",
                 "port must be a number 1-65535 or an IANA service name (lowercase letters, digits and '-', "
                 "at most 15 characters, at least one letter)",
                 ".port",
             ),
             _cel(
-                "!has(self.endPort) || (type(self.port) == int && self.endPort >= self.port)",
+                "!has(self.endPort) || (has(self.port) && type(self.port) == int && self.endPort >= self.port)",
                 "endPort requires a numeric port and must be >= port",
                 ".endPort",
             ),
@@ -336,8 +338,10 @@ class Port(_Strict):
 
     @field_validator("port", mode="before")
     @classmethod
-    def _port(cls, v: Any) -> int | str:
+    def _port(cls, v: Any) -> int | str | None:
         v = _integral(v)
+        if v is None:  # the API server drops a null port: every port of the protocol
+            return None
         if isinstance(v, bool) or not isinstance(v, int | str):
             raise ValueError(f"port must be a number 1-65535 or a port name, not {quote(v)}")
         if isinstance(v, int):
@@ -357,28 +361,48 @@ class Port(_Strict):
     @model_validator(mode="after")
     def _end_port(self) -> Port:
         if self.end_port is not None:
+            if self.port is None:
+                raise ValueError("endPort: requires a port (the first port of the range)")
             if not isinstance(self.port, int):
                 raise ValueError("endPort: requires a numeric port, not a named port")
             if self.end_port < self.port:
                 raise ValueError(f"endPort: {self.end_port} must be >= port {self.port}")
         return self
 
+    @property
+    def whole_protocol(self) -> bool:
+        """Every port of the protocol (no ``port``)."""
+        return self.port is None
+
     def key(self) -> tuple[str, int, str, int]:
-        """Sort and dedup key: protocol, then numeric ports before names."""
+        """Sort and dedup key: protocol, then the whole protocol, numeric ports, names."""
+        if self.port is None:
+            return (self.protocol, 0, "", 0)
         if isinstance(self.port, int):
-            return (self.protocol, 0, f"{self.port:05d}", self.end_port or 0)
-        return (self.protocol, 1, self.port, 0)
+            return (self.protocol, 1, f"{self.port:05d}", self.end_port or 0)
+        return (self.protocol, 2, self.port, 0)
 
     def to_k8s(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"port": self.port, "protocol": self.protocol}
+        out: dict[str, Any] = {} if self.port is None else {"port": self.port}
+        out["protocol"] = self.protocol
         if self.end_port is not None:
             out["endPort"] = self.end_port
         return out
 
     def label(self) -> str:
-        """Human form used in descriptions: ``TCP/8080``, ``TCP/8000-8100``, ``TCP/http``."""
+        """Human form used in descriptions: ``TCP/8080``, ``TCP/8000-8100``, ``TCP/http``, ``UDP/all``."""
+        if self.port is None:
+            return f"{self.protocol}/all"
         rng = f"{self.port}-{self.end_port}" if self.end_port is not None else f"{self.port}"
         return f"{self.protocol}/{rng}"
+
+
+def minimal_ports(ports: list[Port]) -> list[Port]:
+    """``ports`` deduplicated and sorted, a whole-protocol entry absorbing the narrower entries of its protocol
+    (named ones too: a named port resolves to a port of its protocol)."""
+    whole = {p.protocol for p in ports if p.port is None}
+    unique = {p.key(): p for p in ports if p.port is None or p.protocol not in whole}
+    return sorted(unique.values(), key=Port.key)
 
 
 class IPBlock(_Strict):
