@@ -86,7 +86,17 @@ def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
 @st.composite
 def topologies(draw: st.DrawFn) -> dict[str, Any]:
     names = draw(st.lists(st.sampled_from(["web", "api", "db", "cache"]), min_size=1, max_size=3, unique=True))
+    scope = draw(st.sampled_from(["Namespace", "Tiers"]))
+    deny = {"scope": scope, "ingress": draw(st.booleans()), "egress": draw(st.booleans())}
     tiers = [{"name": n, "podSelector": draw(selectors())} for n in names]
+    for tier in tiers:
+        # Per-tier isolation; in scope Namespace a tier can only add to the default-deny's directions.
+        isolation = {}
+        for direction in ("ingress", "egress"):
+            if (scope == "Tiers" or not deny[direction]) and draw(st.booleans()):
+                isolation[direction] = draw(st.booleans())
+        if isolation:
+            tier["isolation"] = isolation
     flows = []
     for _ in range(draw(st.integers(0, 4))):
         src = draw(endpoints(names))
@@ -99,11 +109,7 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
             flow["ports"] = ports
         flows.append(flow)
     spec: dict[str, Any] = {
-        "defaultDeny": {
-            "scope": draw(st.sampled_from(["Namespace", "Tiers"])),
-            "ingress": draw(st.booleans()),
-            "egress": draw(st.booleans()),
-        },
+        "defaultDeny": deny,
         "tiers": tiers,
         "flows": flows,
     }

@@ -91,12 +91,27 @@ class Intent:
             return []
         return [t.name for t in self.topology.spec.tiers if selector_matches(t.pod_selector, endpoint.labels)]
 
+    def tier_isolated(self, tier: str, direction: str) -> bool:
+        """A tier's own isolation: its ``isolation`` override, else ``defaultDeny``."""
+        spec = self.topology.spec
+        deny = spec.default_deny
+        declared = next(t for t in spec.tiers if t.name == tier)
+        own = None if declared.isolation is None else getattr(declared.isolation, direction)
+        return bool(getattr(deny, direction) if own is None else own)
+
+    def isolated_tiers(self, endpoint: Endpoint, direction: str) -> list[str]:
+        """The endpoint's tiers that isolate ``direction``: only their flows hold there."""
+        return [t for t in self.tiers_of(endpoint) if self.tier_isolated(t, direction)]
+
     def isolated(self, endpoint: Endpoint, direction: str) -> bool:
+        """Isolated when the namespace default-deny (scope Namespace) or any of its tiers isolates it: one
+        selecting policy isolates a pod, whatever the others say."""
         deny = self.topology.spec.default_deny
-        on = deny.ingress if direction == "ingress" else deny.egress
-        if not on or not isinstance(endpoint, Pod) or endpoint.namespace != self.namespace:
+        if not isinstance(endpoint, Pod) or endpoint.namespace != self.namespace:
             return False
-        return deny.scope == "Namespace" or bool(self.tiers_of(endpoint))
+        if deny.scope == "Namespace" and getattr(deny, direction):
+            return True
+        return bool(self.isolated_tiers(endpoint, direction))
 
     def _peer_matches(
         self,
@@ -157,8 +172,10 @@ class Intent:
     def _flows(
         self, direction: str, pod: Endpoint, peer: Endpoint, destination: Endpoint, inventory: Inventory
     ) -> PortSet:
-        """Ports the flows grant ``pod`` in ``direction`` with ``peer`` on the other side."""
-        tiers = set(self.tiers_of(pod))
+        """Ports the flows grant ``pod`` in ``direction`` with ``peer`` on the other side. A tier's flows
+        hold only in the directions it isolates; elsewhere its pods are open, unless another tier isolates
+        them, and then that tier's flows are the ones that hold."""
+        tiers = set(self.isolated_tiers(pod, direction))
         out = PortSet.NONE
         for flow in self.topology.spec.flows:
             mine, other = (flow.to, flow.from_) if direction == "ingress" else (flow.from_, flow.to)
@@ -175,7 +192,7 @@ class Intent:
         scraped = set(mon.tiers if mon.tiers is not None else spec.tier_names())
         if (
             mon.enabled
-            and set(self.tiers_of(destination)) & scraped
+            and set(self.isolated_tiers(destination, "ingress")) & scraped
             and self._peer_matches(mon.namespace_selector, mon.pod_selector, source, inventory)
         ):
             out = out.union(self.ports(mon.ports, destination))

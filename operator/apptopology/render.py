@@ -7,8 +7,9 @@ Policies produced (``N`` is the topology name):
 
 - ``N.default-deny``: scope Namespace only; ``podSelector: {}`` with the isolated directions.
 - ``N.allow-dns``: scope Namespace with egress isolated and DNS enabled; every pod may reach DNS.
-- ``N.tier-T``: the rules of tier T. In scope Tiers it also carries T's isolation (so it always exists,
-  and includes the DNS rule); in scope Namespace it exists only when T has rules.
+- ``N.tier-T``: the rules of tier T. In scope Tiers it also carries T's isolation (so it exists whenever T
+  isolates a direction, and includes the DNS rule); in scope Namespace it exists when T has rules or
+  isolates a direction the default-deny leaves open (then it carries DNS itself too).
 
 Only isolated directions get rules: a rule in a non-isolated direction would itself isolate the pod.
 """
@@ -164,15 +165,17 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
     name = topology.metadata.name
     deny = spec.default_deny
     namespace_scope = deny.scope == "Namespace"
-    types = [t for t, on in (("Ingress", deny.ingress), ("Egress", deny.egress)) if on]
-    dns_on = spec.dns.enabled and deny.egress
+    # The namespace default-deny's directions (scope Namespace): every pod of the namespace, tier or not.
+    types = [t for t, on in (("Ingress", deny.ingress), ("Egress", deny.egress)) if on] if namespace_scope else []
+    dns_everywhere = spec.dns.enabled and namespace_scope and deny.egress
     dns_peer = selector_peer(spec.dns.namespace_selector, spec.dns.pod_selector)
     dns_text = f"DNS ({_ports_text(spec.dns.ports)})"
     where = f"namespace {topology.metadata.namespace}" if topology.metadata.namespace else "the namespace"
     selectors = {t.name: t.pod_selector for t in spec.tiers}
+    isolates = {t.name: {d: spec.isolates(t, d) for d in ("ingress", "egress")} for t in spec.tiers}
 
     policies: list[dict[str, Any]] = []
-    if namespace_scope and types:
+    if types:
         directions = " and ".join(t.lower() for t in types)
         policies.append(
             _policy(
@@ -183,7 +186,7 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
                 {"podSelector": {}, "policyTypes": types},
             )
         )
-    if namespace_scope and dns_on:
+    if dns_everywhere:
         policies.append(
             _policy(
                 topology,
@@ -202,46 +205,50 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
     said_in: dict[str, list[str]] = defaultdict(list)
     said_out: dict[str, list[str]] = defaultdict(list)
 
+    # A tier's flows become rules only in the directions its policy isolates: a rule in another direction
+    # would isolate it there (and there its pods are open anyway).
     for flow in spec.flows:
         ports_text = _ports_text(flow.ports)
         why = f" ({flow.description})" if flow.description else ""
-        if flow.to.tier is not None and deny.ingress:
+        if flow.to.tier is not None and isolates[flow.to.tier]["ingress"]:
             ingress[flow.to.tier].add(endpoint_peer(flow.from_, selectors), flow.ports)
             said_in[flow.to.tier].append(f"accept {flow.from_.describe()} on {ports_text}{why}")
-        if flow.from_.tier is not None and deny.egress:
+        if flow.from_.tier is not None and isolates[flow.from_.tier]["egress"]:
             egress[flow.from_.tier].add(endpoint_peer(flow.to, selectors), flow.ports)
             said_out[flow.from_.tier].append(f"reach {flow.to.describe()} on {ports_text}{why}")
 
     mon = spec.monitoring
-    if mon.enabled and deny.ingress:
+    if mon.enabled:
         mon_peer = selector_peer(mon.namespace_selector, mon.pod_selector)
         mon_desc = (
             "monitoring "
             + Endpoint(namespace_selector=mon.namespace_selector, pod_selector=mon.pod_selector).describe()
         )
         for scraped in mon.tiers if mon.tiers is not None else list(selectors):
-            ingress[scraped].add(mon_peer, mon.ports)
-            said_in[scraped].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
+            if isolates[scraped]["ingress"]:
+                ingress[scraped].add(mon_peer, mon.ports)
+                said_in[scraped].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
 
     for tier in spec.tiers:
         t = tier.name
-        tier_spec: dict[str, Any] = {"podSelector": tier.pod_selector.to_k8s()}
-        dns_here = dns_on and not namespace_scope
-        if dns_here:
+        tier_types = [d.title() for d in ("ingress", "egress") if isolates[t][d]]
+        if not tier_types:
+            continue
+        # Isolation this tier's policy must hold itself: all of it in scope Tiers, and in scope Namespace
+        # the directions it adds to the namespace default-deny.
+        own = [d for d in tier_types if d not in types]
+        if spec.dns.enabled and "Egress" in tier_types and not dns_everywhere:
             egress[t].add(dns_peer, spec.dns.ports)
             said_out[t].append(f"reach {dns_text}")
-        has_rules = bool(ingress[t]) or bool(egress[t])
-        if namespace_scope and not has_rules:
-            continue
-        if not types:
-            continue
-        tier_spec["policyTypes"] = types
-        if deny.ingress and ingress[t]:
+        if not (own or ingress[t] or egress[t]):
+            continue  # the namespace default-deny isolates it, and it has no rules
+        tier_spec: dict[str, Any] = {"podSelector": tier.pod_selector.to_k8s(), "policyTypes": tier_types}
+        if ingress[t]:
             tier_spec["ingress"] = ingress[t].rules("from")
-        if deny.egress and egress[t]:
+        if egress[t]:
             tier_spec["egress"] = egress[t].rules("to")
         parts = [*said_in[t], *said_out[t]]
-        isolation = "" if namespace_scope else f"isolate {' and '.join(x.lower() for x in types)}; "
+        isolation = f"isolate {' and '.join(x.lower() for x in own)}; " if own else ""
         text = f"Topology {name}, tier {t}: {isolation}{_sentence(parts) or 'no traffic allowed.'}"
         policies.append(_policy(topology, tier_policy_name(name, t), text, tier_spec))
     return policies

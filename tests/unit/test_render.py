@@ -146,6 +146,59 @@ def test_scope_and_isolation_combinations(scope: str, ingress: bool, egress: boo
         assert policies["shop.default-deny"]["spec"] == {"podSelector": {}, "policyTypes": types}
 
 
+def test_per_tier_isolation_in_scope_tiers() -> None:
+    tiers = [
+        TIERS[0],
+        {**TIERS[1], "isolation": {"egress": False}},
+        {**TIERS[2], "isolation": {"ingress": False, "egress": False}},
+    ]
+    flows = [
+        {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}]},
+        {"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]},
+    ]
+    policies = by_name(topo(tiers=tiers, flows=flows, defaultDeny={"scope": "Tiers"}))
+    # db isolates nothing: no policy (any policy selecting it would isolate it); api: ingress only, and its
+    # flow to db is no rule (its egress is open).
+    assert list(policies) == ["shop.tier-web", "shop.tier-api"]
+    api = policies["shop.tier-api"]
+    assert api["spec"] == {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
+        ],
+    }
+    assert "isolate ingress; accept tier web" in api["metadata"]["annotations"]["apptopology.io/description"]
+    web = policies["shop.tier-web"]["spec"]
+    assert web["policyTypes"] == ["Ingress", "Egress"] and len(web["egress"]) == 2  # api, and DNS
+
+
+def test_per_tier_isolation_adds_to_the_namespace_default_deny() -> None:
+    """Scope Namespace, egress open: a tier isolated for egress carries its isolation and DNS itself."""
+    tiers = [TIERS[0], {**TIERS[1], "isolation": {"egress": True}}, TIERS[2]]
+    flows = [{"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]}]
+    policies = by_name(topo(tiers=tiers, flows=flows, defaultDeny={"egress": False}))
+    assert list(policies) == ["shop.default-deny", "shop.tier-api", "shop.tier-db"]
+    assert policies["shop.default-deny"]["spec"]["policyTypes"] == ["Ingress"]
+    api = policies["shop.tier-api"]
+    assert api["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in api["spec"]
+    assert [r["to"][0] for r in api["spec"]["egress"]] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        },
+        {"podSelector": {"matchLabels": {"app": "db"}}},
+    ]
+    text = api["metadata"]["annotations"]["apptopology.io/description"]
+    assert text.startswith("Topology shop, tier api: isolate egress; reach tier db on TCP/5432; reach DNS")
+    # An added isolation without any rule still needs its policy.
+    policies = by_name(topo(tiers=tiers, flows=[], defaultDeny={"egress": False}, dns={"enabled": False}))
+    assert policies["shop.tier-api"]["spec"] == {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+
+
 def test_rules_are_merged_and_deduplicated() -> None:
     flows = [
         {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}, {"port": 8080}]},

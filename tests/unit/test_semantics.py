@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from apptopology.analysis import verify
 from apptopology.api.spec import AppTopology
 from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.evaluator import Evaluator, External, Pod, PortSet
+from apptopology.documents import load_documents, load_topologies
+from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet
 from apptopology.intent import Intent, synthesize
 from apptopology.render import render
-from shared import example_documents
+from shared import ROOT, example_documents
 from strategies import topologies
 
 
@@ -95,6 +96,46 @@ def test_concrete_connectivity_of_three_tiers() -> None:
     dns = pods["dns-pod"]
     for tier in (web, api, db):
         assert evaluator.allowed(tier, dns) == PortSet.of("UDP", 53).union(PortSet.of("TCP", 53))
+
+
+def test_the_guides_three_tier_policies_are_exactly_the_guide_example() -> None:
+    """examples/three-tier-guide.yaml says what the guide's hand-written policies do, nothing more or less;
+    examples/three-tier.yaml differs in the database's egress and in DNS."""
+    guide = [d.data for d in load_documents([str(ROOT / "tests/cases/guide-three-tier.yaml")])]
+    (exact,) = load_topologies([str(ROOT / "examples/three-tier-guide.yaml")])
+    assert differences(exact, copy.deepcopy(guide)) == []
+    (ours,) = load_topologies([str(ROOT / "examples/three-tier.yaml")])
+    found = differences(ours, copy.deepcopy(guide))
+    assert any(line.startswith("shop: extra   database -> ") for line in found)
+    assert any("TCP/53" in line and "missing" in line for line in found)
+    # And the guide's database policy given Egress too (the mistake the override avoids) is caught.
+    closed = copy.deepcopy(guide)
+    closed[2]["spec"]["policyTypes"] = ["Ingress", "Egress"]
+    assert any(line.startswith("shop-guide: missing database -> ") for line in differences(exact, closed))
+
+
+def test_a_pod_in_two_tiers_is_isolated_by_either_and_gets_the_isolating_tiers_flows() -> None:
+    """web is isolated for egress and api is not; a pod in both is isolated (one selecting policy isolates)
+    and only web's egress flows reach it: api's flows are no rules, since api's own pods are open."""
+    topology = shop(
+        defaultDeny={"scope": "Tiers"},
+        tiers=[
+            {"name": "web", "podSelector": {"matchLabels": {"app": "web"}}},
+            {"name": "api", "podSelector": {"matchLabels": {"role": "api"}}, "isolation": {"egress": False}},
+        ],
+        flows=[
+            {"from": {"tier": "web"}, "to": {"ipBlock": {"cidr": "203.0.113.0/24"}}, "ports": [{"port": 443}]},
+            {"from": {"tier": "api"}, "to": {"ipBlock": {"cidr": "203.0.113.0/24"}}, "ports": [{"port": 80}]},
+        ],
+    )
+    both = Pod("prod", "both", {"app": "web", "role": "api"})
+    api_only = Pod("prod", "api-only", {"role": "api"})
+    inventory = Inventory((), (both, api_only), (External("203.0.113.7/32"),))
+    evaluator = Evaluator(render(topology), inventory)
+    outside = inventory.externals[0]
+    assert evaluator.allowed(both, outside) == PortSet.of("TCP", 443)
+    assert evaluator.allowed(api_only, outside).is_all
+    assert verify(topology, render(topology), inventory) == []
 
 
 # Mutations: each classic mistake must be reported by verify. ----------------------------------------

@@ -560,6 +560,22 @@ def describe_selector(sel: LabelSelector) -> str:
     return "{" + ",".join(terms) + "}"
 
 
+Direction = Literal["ingress", "egress"]
+
+
+class TierIsolation(_Strict):
+    """Per-tier override of spec.defaultDeny's directions. Unset directions follow spec.defaultDeny. In scope
+    Namespace a tier can only add isolation (every pod of the namespace is already isolated in the directions
+    of spec.defaultDeny); in scope Tiers it may also leave a direction open."""
+
+    ingress: StrictBool | None = Field(
+        default=None, description="Isolate the tier's incoming traffic (default: spec.defaultDeny.ingress)."
+    )
+    egress: StrictBool | None = Field(
+        default=None, description="Isolate the tier's outgoing traffic (default: spec.defaultDeny.egress)."
+    )
+
+
 class Tier(_Strict):
     """A named group of the application's pods."""
 
@@ -572,6 +588,11 @@ class Tier(_Strict):
     pod_selector: LabelSelector = Field(
         alias="podSelector",
         description="The tier's pods in this namespace (a standard label selector; {} = every pod of the namespace).",
+    )
+    isolation: TierIsolation | None = Field(
+        default=None,
+        description="Which directions of this tier are isolated, where they differ from spec.defaultDeny (e.g. "
+        "a database isolated for ingress only: {egress: false}, in scope Tiers).",
     )
 
 
@@ -616,6 +637,12 @@ class DefaultDeny(_Strict):
     ingress: StrictBool = Field(default=True, description="Isolate incoming traffic.")
     egress: StrictBool = Field(default=True, description="Isolate outgoing traffic.")
 
+
+NAMESPACE_EXEMPTION = (
+    "in scope Namespace every pod of the namespace is isolated in the directions of spec.defaultDeny, so a tier "
+    "cannot be exempted (isolation false): use scope Tiers, or turn the direction off in spec.defaultDeny and "
+    "isolate the tiers that need it"
+)
 
 DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
 DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
@@ -759,11 +786,23 @@ class AppTopologySpec(_Strict):
                 "monitoring.tiers must name tiers declared in spec.tiers",
                 ".monitoring.tiers",
             ),
+            _cel(
+                "self.defaultDeny.scope != 'Namespace' || self.tiers.all(t, !has(t.isolation) || "
+                "((!has(t.isolation.ingress) || t.isolation.ingress || !self.defaultDeny.ingress) && "
+                "(!has(t.isolation.egress) || t.isolation.egress || !self.defaultDeny.egress)))",
+                NAMESPACE_EXEMPTION,
+                ".tiers",
+            ),
         )
     )
 
     def tier_names(self) -> list[str]:
         return [t.name for t in self.tiers]
+
+    def isolates(self, tier: Tier, direction: Direction) -> bool:
+        """Whether ``tier``'s own policy isolates ``direction``: its override, else spec.defaultDeny."""
+        own = getattr(tier.isolation, direction) if tier.isolation is not None else None
+        return bool(getattr(self.default_deny, direction)) if own is None else bool(own)
 
 
 class ObjectMeta(BaseModel):

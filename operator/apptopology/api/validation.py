@@ -166,6 +166,34 @@ def semantic_issues(spec: Any) -> list[Issue]:
     return issues
 
 
+def model_issues(topology: AppTopology) -> list[Issue]:
+    """Rules between fields of a schema-valid topology, each at the field that breaks it.
+
+    A tier of scope Namespace cannot be exempted from the namespace's default-deny: that policy selects
+    every pod (``podSelector: {}``) and NetworkPolicies only add, so no other policy could take the
+    isolation back; rendering it anyway would leave the tier isolated while the topology says it is not.
+    """
+    spec = topology.spec
+    deny = spec.default_deny
+    issues: list[Issue] = []
+    if deny.scope == "Namespace":
+        for i, tier in enumerate(spec.tiers):
+            for direction in ("ingress", "egress"):
+                own = getattr(tier.isolation, direction) if tier.isolation is not None else None
+                if own is False and getattr(deny, direction):
+                    issues.append(
+                        Issue(
+                            f"spec.tiers[{i}].isolation.{direction}",
+                            f"scope Namespace isolates every pod of the namespace for {direction} "
+                            f"(spec.defaultDeny.{direction} is true), so tier {_q(tier.name)} cannot be exempted: "
+                            f"use spec.defaultDeny.scope: Tiers (each tier then carries its own isolation), or set "
+                            f"spec.defaultDeny.{direction}: false and isolation.{direction}: true on the tiers "
+                            "that need it",
+                        )
+                    )
+    return issues
+
+
 def rendered_issues(topology: AppTopology) -> list[Issue]:
     """What only the rendered NetworkPolicies show: each policy's annotations within the API server's limit.
 
@@ -241,7 +269,7 @@ def parse_topology(doc: Any) -> AppTopology:
     except ValidationError as exc:
         issues = [*issues, *pydantic_issues(exc)]
     if not issues:
-        issues = rendered_issues(topology)
+        issues = model_issues(topology) or rendered_issues(topology)
     if issues:
         ordered = sorted(set(issues), key=_path_order)
         if len(ordered) > MAX_ISSUES:
