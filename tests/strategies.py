@@ -83,8 +83,13 @@ def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
     return out
 
 
+OPS = {"matchLabels": {"team": "ops"}}
+
+
 @st.composite
-def topologies(draw: st.DrawFn) -> dict[str, Any]:
+def topologies(draw: st.DrawFn, refusable: bool = False) -> dict[str, Any]:
+    """Random topologies. Flows to (from) pods of the namespace by podSelector alone, which scope Namespace
+    refuses in an isolated direction, get a namespaceSelector unless ``refusable``."""
     names = draw(st.lists(st.sampled_from(["web", "api", "db", "cache"]), min_size=1, max_size=3, unique=True))
     scope = draw(st.sampled_from(["Namespace", "Tiers"]))
     deny = {"scope": scope, "ingress": draw(st.booleans()), "egress": draw(st.booleans())}
@@ -103,6 +108,10 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
         dst = draw(endpoints(names))
         if "tier" not in src and "tier" not in dst:
             dst = {"tier": draw(st.sampled_from(names))}
+        if not refusable and scope == "Namespace":
+            for endpoint, direction in ((dst, "ingress"), (src, "egress")):
+                if deny[direction] and "podSelector" in endpoint and "namespaceSelector" not in endpoint:
+                    endpoint["namespaceSelector"] = OPS
         flow: dict[str, Any] = {"from": src, "to": dst}
         ports = draw(PORTS)
         if ports:

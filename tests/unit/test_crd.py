@@ -15,6 +15,10 @@ pass this validator, and the real API server checks them in the integration suit
 - In/NotIn need values, Exists/DoesNotExist take none; monitoring needs namespaceSelector and ports
 - matchLabels keys are label keys; a matchExpressions key's prefix has at most 253 characters
 - dns.namespaceSelector and dns.podSelector are not both null
+- scope Namespace: no tier exempted from the default-deny (tiers[].isolation false where spec.defaultDeny
+  is true); no flow to (from) pods of the namespace by podSelector alone while ingress (egress) is isolated;
+  no dns.namespaceSelector null while ingress is isolated
+- a port without ``port`` takes no endPort
 - metadata.name at most 63 characters and without '.' (root rules)
 
 Rejected by the schema's patterns: label values (matchLabels values, matchExpressions values) and
@@ -501,7 +505,7 @@ PARTIAL_SPECS: list[dict[str, Any]] = [
     {"dns": {}},
     {"dns": {"enabled": False}},
     {"dns": {"ports": [{"port": 5353}]}},
-    {"dns": {"namespaceSelector": None}},
+    {"dns": {"namespaceSelector": None}, "defaultDeny": {"scope": "Tiers"}},
     {"dns": {"podSelector": None, "namespaceSelector": {"matchLabels": {"a": "b"}}}},
     {"monitoring": {"enabled": True, "namespaceSelector": {}, "ports": [{"port": 9090}]}},
     {"flows": [{"from": {"tier": "api", "ipBlock": None}, "to": {"anywhere": True}, "ports": [{"port": "http"}]}]},
@@ -531,7 +535,7 @@ def test_defaults_are_there_and_valid() -> None:
 def test_explicit_null_dns_selector_survives() -> None:
     """dns.namespaceSelector: null means "no namespace selector" in the model, not "the default"."""
     assert node_at("spec.dns.namespaceSelector")["nullable"] is True
-    stored, _ = admit(_doc(dns={"namespaceSelector": None}))
+    stored, _ = admit(_doc(dns={"namespaceSelector": None}, defaultDeny={"scope": "Tiers"}))
     assert stored["spec"]["dns"]["namespaceSelector"] is None
     assert parse_topology(stored).spec.dns.namespace_selector is None
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from apptopology.analysis import verify
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology, model_issues, parse_topology
 from apptopology.documents import load_documents, load_topologies
 from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet
 from apptopology.intent import Intent, synthesize
@@ -136,6 +136,60 @@ def test_a_pod_in_two_tiers_is_isolated_by_either_and_gets_the_isolating_tiers_f
     assert evaluator.allowed(both, outside) == PortSet.of("TCP", 443)
     assert evaluator.allowed(api_only, outside).is_all
     assert verify(topology, render(topology), inventory) == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies(refusable=True))
+def test_refused_same_namespace_peers_are_exactly_the_flows_that_could_never_work(doc: dict[str, Any]) -> None:
+    """The refusal and the intent agree: a flow to (from) pods of the namespace by podSelector alone is refused
+    in scope Namespace exactly when, for those pods (in no tier), the intent allows nothing of it; when it is
+    accepted, the intent allows the declared ports to them."""
+    try:
+        model = AppTopology.model_validate(copy.deepcopy(doc))
+    except ValueError:
+        return
+    refused = {i.path for i in model_issues(model)}
+    intent = Intent(model)
+    inventory = synthesize(model)
+    for i, flow in enumerate(model.spec.flows):
+        for side, peer, other in (("to", flow.to, flow.from_), ("from", flow.from_, flow.to)):
+            if peer.pod_selector is None or peer.namespace_selector is not None:
+                continue
+            loose = [p for p in inventory.pods if intent.matches(peer, p, inventory) and not intent.tiers_of(p)]
+            # The tier side's pods in that tier only: a pod in several tiers follows the isolating ones.
+            partners = [e for e in inventory.pods if intent.tiers_of(e) == [other.tier]]
+            pairs = [(q, p) if side == "to" else (p, q) for p in loose for q in partners if q != p]
+            if f"spec.flows[{i}].{side}.podSelector" in refused:
+                assert all(intent.allowed(a, b, inventory).is_empty for a, b in pairs)
+            else:
+                for a, b in pairs:
+                    declared = Intent.ports(flow.ports, b)
+                    assert declared.difference(intent.allowed(a, b, inventory)).is_empty
+
+
+def test_same_namespace_peer_refusal_messages() -> None:
+    flows = [
+        {"from": {"tier": "api"}, "to": {"podSelector": {"matchLabels": {"app": "redis"}}}},
+        {"from": {"podSelector": {"matchLabels": {"app": "job"}}}, "to": {"tier": "api"}},
+        {"from": {"tier": "api"}, "to": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "x"}}}},
+    ]
+    with pytest.raises(InvalidTopology) as info:
+        shop(flows=flows)
+    issues = {i.path: i.message for i in info.value.issues}
+    assert set(issues) == {"spec.flows[0].to.podSelector", "spec.flows[1].from.podSelector"}
+    assert issues["spec.flows[0].to.podSelector"].startswith(
+        "pods {app=redis} of this namespace are isolated for ingress by this topology's own default-deny"
+    )
+    assert "tiers: [{name: NAME, podSelector: {app=redis}}]" in issues["spec.flows[0].to.podSelector"]
+    assert "spec.defaultDeny.scope: Tiers" in issues["spec.flows[1].from.podSelector"]
+    # Where the direction is open, or in scope Tiers, the peer is not isolated by the topology: accepted.
+    shop(flows=flows[:1], defaultDeny={"ingress": False})
+    shop(flows=flows[1:2], defaultDeny={"egress": False})
+    shop(flows=flows, defaultDeny={"scope": "Tiers"})
+    with pytest.raises(InvalidTopology) as info:
+        shop(dns={"namespaceSelector": None})
+    assert [i.path for i in info.value.issues] == ["spec.dns.namespaceSelector"]
+    shop(dns={"namespaceSelector": None}, defaultDeny={"ingress": False})
 
 
 # Mutations: each classic mistake must be reported by verify. ----------------------------------------

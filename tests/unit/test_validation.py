@@ -272,7 +272,7 @@ def test_integral_numbers_are_ports_as_for_the_api_server() -> None:
 
 def test_one_null_dns_selector_is_fine_both_are_not() -> None:
     parse_topology(base(dns={"podSelector": None}))
-    parse_topology(base(dns={"namespaceSelector": None}))
+    parse_topology(base(dns={"namespaceSelector": None}, defaultDeny={"scope": "Tiers"}))
     with pytest.raises(InvalidTopology) as info:
         parse_topology(base(dns={"podSelector": None, "namespaceSelector": None}))
     assert info.value.issues[0].path == "spec.dns"

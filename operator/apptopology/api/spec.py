@@ -787,6 +787,23 @@ class AppTopologySpec(_Strict):
                 ".monitoring.tiers",
             ),
             _cel(
+                "self.defaultDeny.scope != 'Namespace' || !has(self.flows) || self.flows.all(f, "
+                "(!self.defaultDeny.ingress || has(f.to.namespaceSelector) || !has(f.to.podSelector)) && "
+                "(!self.defaultDeny.egress || has(f.from.namespaceSelector) || !has(f.from.podSelector)))",
+                "in scope Namespace, pods of this namespace chosen by podSelector alone are isolated by the "
+                "topology's own default-deny and only tiers get rules, so a flow to or from them in an isolated "
+                "direction could never work: declare them as a tier and use the tier, or use scope Tiers",
+                ".flows",
+            ),
+            _cel(
+                "self.defaultDeny.scope != 'Namespace' || !self.defaultDeny.ingress || !self.dns.enabled || "
+                "has(self.dns.namespaceSelector) || (!self.defaultDeny.egress && !self.tiers.exists(t, "
+                "has(t.isolation) && has(t.isolation.egress) && t.isolation.egress))",
+                "dns.namespaceSelector null means DNS servers in this namespace, which scope Namespace isolates "
+                "for ingress: name the DNS servers' namespace, or declare them as a tier, or use scope Tiers",
+                ".dns.namespaceSelector",
+            ),
+            _cel(
                 "self.defaultDeny.scope != 'Namespace' || self.tiers.all(t, !has(t.isolation) || "
                 "((!has(t.isolation.ingress) || t.isolation.ingress || !self.defaultDeny.ingress) && "
                 "(!has(t.isolation.egress) || t.isolation.egress || !self.defaultDeny.egress)))",

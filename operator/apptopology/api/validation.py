@@ -16,7 +16,16 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import API_GROUP, API_VERSION, KIND, MAX_ANNOTATIONS_BYTES, MAX_FLOWS, AppTopology, quote
+from .spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    MAX_ANNOTATIONS_BYTES,
+    MAX_FLOWS,
+    AppTopology,
+    describe_selector,
+    quote,
+)
 
 # Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
 MAX_ISSUES = 20
@@ -191,6 +200,45 @@ def model_issues(topology: AppTopology) -> list[Issue]:
                             "that need it",
                         )
                     )
+        issues.extend(_isolated_peer_issues(topology))
+    return issues
+
+
+def _isolated_peer_issues(topology: AppTopology) -> list[Issue]:
+    """Scope Namespace: pods of this namespace that are in no tier are isolated by the topology's own
+    default-deny, and only tiers get rules, so a flow to (or from) such pods by podSelector alone could never
+    work in an isolated direction. Refused with how to declare it, rather than accepted and silently dead."""
+    spec = topology.spec
+    deny = spec.default_deny
+    issues: list[Issue] = []
+    for i, flow in enumerate(spec.flows):
+        for side, endpoint, direction in (("to", flow.to, "ingress"), ("from", flow.from_, "egress")):
+            pods = endpoint.pod_selector
+            if pods is None or endpoint.namespace_selector is not None or not getattr(deny, direction):
+                continue
+            shown = describe_selector(pods)
+            verb = "accept" if direction == "ingress" else "send"
+            issues.append(
+                Issue(
+                    f"spec.flows[{i}].{side}.podSelector",
+                    f"pods {shown} of this namespace are isolated for {direction} by this topology's own "
+                    f"default-deny (scope Namespace) and only tiers get rules, so they could never {verb} this "
+                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {shown}}}]) and use "
+                    f"{side}: {{tier: NAME}}, or use spec.defaultDeny.scope: Tiers",
+                )
+            )
+    dns = spec.dns
+    dns_emitted = deny.egress or any(spec.isolates(t, "egress") for t in spec.tiers)
+    if dns.enabled and dns.namespace_selector is None and deny.ingress and dns_emitted:
+        issues.append(
+            Issue(
+                "spec.dns.namespaceSelector",
+                "null means DNS servers in this namespace, and in scope Namespace they are isolated for ingress "
+                "by this topology's own default-deny, so no pod could resolve names: name the DNS servers' "
+                "namespace, or declare them as a tier with a flow from the tiers on the DNS ports (and "
+                "dns.enabled: false), or use spec.defaultDeny.scope: Tiers",
+            )
+        )
     return issues
 
 
