@@ -64,9 +64,11 @@ CIDRS = st.sampled_from(
 
 @st.composite
 def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["tier", "tier", "ipBlock", "anywhere", "ns", "pod", "both"]))
+    kind = draw(st.sampled_from(["tier", "tier", "ipBlock", "anywhere", "ns", "pod", "both", "metadata"]))
     if kind == "tier":
         return {"tier": draw(st.sampled_from(tiers))}
+    if kind == "metadata":
+        return {"cloudMetadata": True}
     if kind == "ipBlock":
         return {"ipBlock": draw(CIDRS)}
     if kind == "anywhere":
@@ -106,6 +108,8 @@ def topologies(draw: st.DrawFn, refusable: bool = False) -> dict[str, Any]:
     for _ in range(draw(st.integers(0, 4))):
         src = draw(endpoints(names))
         dst = draw(endpoints(names))
+        if "cloudMetadata" in src:  # a destination only
+            src = {"tier": draw(st.sampled_from(names))}
         if "tier" not in src and "tier" not in dst:
             dst = {"tier": draw(st.sampled_from(names))}
         if not refusable and scope == "Namespace":

@@ -18,13 +18,16 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .api.spec import AppTopology, LabelSelector, Port
+from .api.spec import AppTopology, Flow, LabelSelector, Port
 from .api.spec import Endpoint as FlowEndpoint
 from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared
 WORLD_V6 = "2001:db8::10"
+# The cloud instance metadata service, as the API reference defines cloudMetadata: written out here again,
+# not imported, so that this reading stays independent of the model's constants.
+METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
 FIRST_NAMED_PORT = 20000
 
 
@@ -129,26 +132,21 @@ class Intent:
         pods = pod_selector if pod_selector is not None else LabelSelector()
         return in_namespaces and selector_matches(pods, endpoint.labels)
 
-    def matches(self, flow_endpoint: FlowEndpoint, endpoint: Endpoint, inventory: Inventory) -> bool:
-        """Whether a flow's endpoint covers a concrete endpoint (an External: all of its addresses)."""
+    def matches(
+        self, flow_endpoint: FlowEndpoint, endpoint: Endpoint, inventory: Inventory, destination: bool = False
+    ) -> bool:
+        """Whether a flow's endpoint covers a concrete endpoint (an External: all of its addresses).
+        ``destination``: the flow's ``to``, where anywhere leaves out the cloud metadata service."""
         if flow_endpoint.anywhere:
+            if destination and not isinstance(endpoint, Pod):
+                return not any(endpoint.network.overlaps(m) for m in METADATA)
             return True
         if flow_endpoint.tier is not None:
             return flow_endpoint.tier in self.tiers_of(endpoint)
+        if flow_endpoint.cloud_metadata:
+            return any(_within(endpoint, str(m), []) for m in METADATA)
         if flow_endpoint.ip_block is not None:
-            if isinstance(endpoint, Pod):
-                address = endpoint.address
-                if address is None:
-                    return False
-                net = ipaddress.ip_network(address)
-            else:
-                net = endpoint.network
-            block = ipaddress.ip_network(flow_endpoint.ip_block.cidr, strict=False)
-            if net.version != block.version or not net.subnet_of(block):  # type: ignore[arg-type]
-                return False
-            return not any(
-                net.overlaps(ipaddress.ip_network(e, strict=False)) for e in flow_endpoint.ip_block.except_ or []
-            )
+            return _within(endpoint, flow_endpoint.ip_block.cidr, flow_endpoint.ip_block.except_ or [])
         return self._peer_matches(flow_endpoint.namespace_selector, flow_endpoint.pod_selector, endpoint, inventory)
 
     @staticmethod
@@ -179,7 +177,7 @@ class Intent:
         out = PortSet.NONE
         for flow in self.topology.spec.flows:
             mine, other = (flow.to, flow.from_) if direction == "ingress" else (flow.from_, flow.to)
-            if mine.tier in tiers and self.matches(other, peer, inventory):
+            if mine.tier in tiers and self.matches(other, peer, inventory, destination=direction == "egress"):
                 out = out.union(self.ports(flow.ports, destination))
         return out
 
@@ -216,6 +214,20 @@ class Intent:
     def allowed(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
         """What the topology declares from ``source`` to ``destination`` (both directions must agree)."""
         return self.egress(source, destination, inventory).intersection(self.ingress(source, destination, inventory))
+
+
+def _within(endpoint: Endpoint, cidr: str, excepts: Iterable[str]) -> bool:
+    """Whether every address of ``endpoint`` (a pod: its IP, if it has one) is in ``cidr`` minus ``excepts``."""
+    if isinstance(endpoint, Pod):
+        if endpoint.address is None:
+            return False
+        net = ipaddress.ip_network(endpoint.address)
+    else:
+        net = endpoint.network
+    block = ipaddress.ip_network(cidr, strict=False)
+    if net.version != block.version or not net.subnet_of(block):  # type: ignore[arg-type]
+        return False
+    return not any(net.overlaps(ipaddress.ip_network(e, strict=False)) for e in excepts)
 
 
 def synthesize(topology: AppTopology) -> Inventory:
@@ -290,6 +302,11 @@ def synthesize(topology: AppTopology) -> Inventory:
                     externals.setdefault(
                         str(address), External(f"{address}/{address.max_prefixlen}", f"{address} (in except {e})")
                     )
+        if _touches_metadata(flow):
+            # The metadata addresses, to show that anywhere leaves them out and cloudMetadata opens them.
+            for m in METADATA:
+                address = m.network_address
+                externals.setdefault(str(address), External(str(m), f"{address} (cloud metadata)"))
     if spec.dns.enabled:
         add_peer(spec.dns.namespace_selector, spec.dns.pod_selector, "dns")
     if spec.monitoring.enabled:
@@ -302,6 +319,11 @@ def synthesize(topology: AppTopology) -> Inventory:
     externals.setdefault(WORLD_V4, External(f"{WORLD_V4}/32", f"{WORLD_V4} (internet)"))
     externals.setdefault(WORLD_V6, External(f"{WORLD_V6}/128", f"{WORLD_V6} (internet)"))
     return Inventory(tuple(namespaces.values()), tuple(pods.values()), tuple(externals.values()))
+
+
+def _touches_metadata(flow: Flow) -> bool:
+    """Whether a flow involves the metadata addresses: anywhere (which leaves them out) or cloudMetadata."""
+    return any(bool(e.anywhere or e.cloud_metadata) for e in (flow.from_, flow.to))
 
 
 def _first_address_outside(

@@ -16,11 +16,13 @@ Only isolated directions get rules: a rule in a non-isolated direction would its
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import json
 from collections import defaultdict
 from typing import Any
 
-from .api.spec import AppTopology, Endpoint, LabelSelector, Port, minimal_ports
+from .api.spec import CLOUD_METADATA, AppTopology, Endpoint, LabelSelector, Port, minimal_ports
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "apptopology-operator"
@@ -28,8 +30,19 @@ TOPOLOGY_LABEL = "apptopology.io/topology"
 DESCRIPTION_ANNOTATION = "apptopology.io/description"
 
 Peer = dict[str, Any]
-# A peer key of None stands for "any peer" (the rule omits from/to).
+# A peer key of None stands for "any peer" (the rule omits from/to); ANYWHERE for egress to anywhere.
 PeerKey = str | None
+ANYWHERE = "anywhere"  # not a JSON object, so no peer's key
+
+# Egress to anywhere: every pod (of every namespace), and every address but the cloud metadata service.
+# Pods matched by an ipBlock are implementation-defined, so the pods are named by selector; together the
+# three peers are "any destination" minus the two metadata addresses.
+ANYWHERE_PEERS: list[Peer] = [
+    {"namespaceSelector": {}},
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": [CLOUD_METADATA[0]]}},
+    {"ipBlock": {"cidr": "::/0", "except": [CLOUD_METADATA[1]]}},
+]
+_METADATA_ADDRESSES = [ipaddress.ip_network(c).network_address for c in CLOUD_METADATA]
 PortsKey = tuple[tuple[str, int, str, int], ...]  # () = all ports
 
 
@@ -44,24 +57,42 @@ def tier_policy_name(topology: str, tier: str) -> str:
     return policy_name(topology, f"tier-{tier}")
 
 
-def endpoint_peer(endpoint: Endpoint, tier_selectors: dict[str, LabelSelector]) -> Peer | None:
-    """The NetworkPolicyPeer for an endpoint; None means any peer.
+def endpoint_peers(
+    endpoint: Endpoint, tier_selectors: dict[str, LabelSelector], destination: bool
+) -> list[Peer | str] | None:
+    """The NetworkPolicyPeers for an endpoint; None means any peer, ANYWHERE egress to anywhere but the
+    cloud metadata service (``destination``: the endpoint is the flow's ``to``).
 
     namespaceSelector and podSelector always share ONE peer entry (AND); two entries would mean OR and
     open the flow to every pod of the namespace and every matching namespace.
     """
     if endpoint.tier is not None:
-        return {"podSelector": tier_selectors[endpoint.tier].to_k8s()}
+        return [{"podSelector": tier_selectors[endpoint.tier].to_k8s()}]
     if endpoint.anywhere:
-        return None
+        return [ANYWHERE] if destination else None
+    if endpoint.cloud_metadata:
+        return [{"ipBlock": {"cidr": cidr}} for cidr in CLOUD_METADATA]
     if endpoint.ip_block is not None:
-        return {"ipBlock": endpoint.ip_block.to_k8s()}
+        return [{"ipBlock": endpoint.ip_block.to_k8s()}]
     peer: Peer = {}
     if endpoint.namespace_selector is not None:
         peer["namespaceSelector"] = endpoint.namespace_selector.to_k8s()
     if endpoint.pod_selector is not None:
         peer["podSelector"] = endpoint.pod_selector.to_k8s()
-    return peer
+    return [peer]
+
+
+def _within_anywhere(peer: Peer) -> bool:
+    """Whether egress to ``peer`` is inside egress to anywhere: every pod peer is; an ipBlock only when it
+    leaves out the metadata addresses."""
+    block = peer.get("ipBlock")
+    if block is None:
+        return True
+    cidr = ipaddress.ip_network(block["cidr"])
+    excepts = [ipaddress.ip_network(e) for e in block.get("except") or []]
+    return not any(
+        a.version == cidr.version and a in cidr and not any(a in e for e in excepts) for a in _METADATA_ADDRESSES
+    )
 
 
 def selector_peer(namespace_selector: LabelSelector | None, pod_selector: LabelSelector | None) -> Peer:
@@ -86,21 +117,23 @@ class _Direction:
         self.peers: dict[str, Peer] = {}
         self.ports: dict[tuple[str, int, str, int], Port] = {}
 
-    def add(self, peer: Peer | None, ports: list[Port] | None) -> None:
-        key = None if peer is None else _canon(peer)
-        if peer is not None and key is not None:
-            self.peers[key] = peer
-        if not ports:
-            self.grants[key].add(None)
-            return
-        for port in ports:
-            self.ports[port.key()] = port
-            self.grants[key].add(port.key())
+    def add(self, peers: list[Peer | str] | None, ports: list[Port] | None) -> None:
+        for peer in peers if peers is not None else [None]:
+            key = peer if peer is None or isinstance(peer, str) else _canon(peer)
+            if isinstance(peer, dict) and key is not None:
+                self.peers[key] = peer
+            if not ports:
+                self.grants[key].add(None)
+                continue
+            for port in ports:
+                self.ports[port.key()] = port
+                self.grants[key].add(port.key())
 
     def rules(self, peer_field: str) -> list[dict[str, Any]]:
         """Group peers with identical port sets into one rule; a peer with all ports gets no ``ports``.
 
-        Peers granted on exactly the same ports as "any peer" are subsumed by it and dropped.
+        Peers granted on exactly the same ports as "any peer" are subsumed by it and dropped; so are those
+        inside egress to anywhere when that has the same ports.
         """
         by_ports: dict[PortsKey, set[PeerKey]] = defaultdict(set)
         for peer_key, port_keys in self.grants.items():
@@ -111,7 +144,12 @@ class _Direction:
             peer_keys = by_ports[ports_key]
             rule: dict[str, Any] = {}
             if None not in peer_keys:
-                rule[peer_field] = [self.peers[k] for k in sorted(k for k in peer_keys if k is not None)]
+                keys = sorted(k for k in peer_keys if k is not None)
+                if ANYWHERE in peer_keys:
+                    keys = [k for k in keys if k == ANYWHERE or not _within_anywhere(self.peers[k])]
+                rule[peer_field] = [
+                    p for k in keys for p in (copy.deepcopy(ANYWHERE_PEERS) if k == ANYWHERE else [self.peers[k]])
+                ]
             if ports_key:
                 rule["ports"] = [self.ports[k].to_k8s() for k in ports_key]
             rules.append(rule)
@@ -129,6 +167,12 @@ def _absorbed(port_keys: set[Any]) -> PortsKey:
 
 def _unique_ports(ports: list[Port]) -> list[dict[str, Any]]:
     return [p.to_k8s() for p in minimal_ports(ports)]
+
+
+def _destination_text(endpoint: Endpoint) -> str:
+    if endpoint.anywhere:
+        return "anywhere except the cloud metadata service (" + ", ".join(CLOUD_METADATA) + ")"
+    return endpoint.describe()
 
 
 def _sentence(parts: list[str]) -> str:
@@ -211,11 +255,11 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
         ports_text = _ports_text(flow.ports)
         why = f" ({flow.description})" if flow.description else ""
         if flow.to.tier is not None and isolates[flow.to.tier]["ingress"]:
-            ingress[flow.to.tier].add(endpoint_peer(flow.from_, selectors), flow.ports)
+            ingress[flow.to.tier].add(endpoint_peers(flow.from_, selectors, destination=False), flow.ports)
             said_in[flow.to.tier].append(f"accept {flow.from_.describe()} on {ports_text}{why}")
         if flow.from_.tier is not None and isolates[flow.from_.tier]["egress"]:
-            egress[flow.from_.tier].add(endpoint_peer(flow.to, selectors), flow.ports)
-            said_out[flow.from_.tier].append(f"reach {flow.to.describe()} on {ports_text}{why}")
+            egress[flow.from_.tier].add(endpoint_peers(flow.to, selectors, destination=True), flow.ports)
+            said_out[flow.from_.tier].append(f"reach {_destination_text(flow.to)} on {ports_text}{why}")
 
     mon = spec.monitoring
     if mon.enabled:
@@ -226,7 +270,7 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
         )
         for scraped in mon.tiers if mon.tiers is not None else list(selectors):
             if isolates[scraped]["ingress"]:
-                ingress[scraped].add(mon_peer, mon.ports)
+                ingress[scraped].add([mon_peer], mon.ports)
                 said_in[scraped].append(f"accept {mon_desc} on {_ports_text(mon.ports)}")
 
     for tier in spec.tiers:
@@ -238,7 +282,7 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
         # the directions it adds to the namespace default-deny.
         own = [d for d in tier_types if d not in types]
         if spec.dns.enabled and "Egress" in tier_types and not dns_everywhere:
-            egress[t].add(dns_peer, spec.dns.ports)
+            egress[t].add([dns_peer], spec.dns.ports)
             said_out[t].append(f"reach {dns_text}")
         if not (own or ingress[t] or egress[t]):
             continue  # the namespace default-deny isolates it, and it has no rules

@@ -271,6 +271,61 @@ def test_protocol_only_dns_ports() -> None:
     assert policies["shop.allow-dns"]["spec"]["egress"][0]["ports"] == [{"protocol": "UDP"}]
 
 
+ANYWHERE_EGRESS = [
+    {"namespaceSelector": {}},
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+    {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}},
+]
+METADATA_PEERS = [{"ipBlock": {"cidr": "169.254.169.254/32"}}, {"ipBlock": {"cidr": "fd00:ec2::254/128"}}]
+
+
+def test_anywhere_egress_leaves_out_the_cloud_metadata_service() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"anywhere": True}, "ports": [{"port": 443}]},
+        {"from": {"anywhere": True}, "to": {"tier": "web"}, "ports": [{"port": 443}]},
+    ]
+    web = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))["shop.tier-web"]
+    assert web["spec"]["egress"] == [{"to": ANYWHERE_EGRESS, "ports": [{"port": 443, "protocol": "TCP"}]}]
+    assert web["spec"]["ingress"] == [{"ports": [{"port": 443, "protocol": "TCP"}]}]  # any source, as before
+    text = web["metadata"]["annotations"]["apptopology.io/description"]
+    assert "reach anywhere except the cloud metadata service (169.254.169.254/32, fd00:ec2::254/128) on TCP/443" in text
+
+
+def test_cloud_metadata_only_where_named() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"anywhere": True}},
+        {"from": {"tier": "api"}, "to": {"cloudMetadata": True}, "ports": [{"port": 80}]},
+        {"from": {"tier": "db"}, "to": {"anywhere": True}, "ports": [{"port": 80}]},
+        {"from": {"tier": "db"}, "to": {"cloudMetadata": True}, "ports": [{"port": 80}]},
+    ]
+    policies = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))
+    assert policies["shop.tier-web"]["spec"]["egress"] == [{"to": ANYWHERE_EGRESS}]
+    assert policies["shop.tier-api"]["spec"]["egress"] == [
+        {"to": METADATA_PEERS, "ports": [{"port": 80, "protocol": "TCP"}]}
+    ]
+    # Both on the same ports: one rule, anywhere's three peers and the metadata addresses.
+    assert policies["shop.tier-db"]["spec"]["egress"] == [
+        {"to": ANYWHERE_EGRESS + METADATA_PEERS, "ports": [{"port": 80, "protocol": "TCP"}]}
+    ]
+
+
+def test_anywhere_egress_absorbs_the_peers_inside_it_only() -> None:
+    inside = [{"tier": "api"}, {"namespaceSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    inside.append({"ipBlock": {"cidr": "169.254.0.0/16", "except": ["169.254.169.0/24"]}})
+    outside = [{"ipBlock": {"cidr": "169.254.0.0/16"}}, {"ipBlock": {"cidr": "fd00::/8"}}, {"cloudMetadata": True}]
+    flows = [
+        {"from": {"tier": "web"}, "to": to, "ports": [{"port": 80}]} for to in [{"anywhere": True}, *inside, *outside]
+    ]
+    (rule,) = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))["shop.tier-web"]["spec"]["egress"]
+    assert rule["to"] == [
+        *ANYWHERE_EGRESS,
+        {"ipBlock": {"cidr": "169.254.0.0/16"}},
+        {"ipBlock": {"cidr": "169.254.169.254/32"}},
+        {"ipBlock": {"cidr": "fd00::/8"}},
+        {"ipBlock": {"cidr": "fd00:ec2::254/128"}},
+    ]
+
+
 def test_labels_names_annotation() -> None:
     flows = [{"from": {"tier": "web"}, "to": {"tier": "web"}, "description": "peers talk"}]
     for policy in render(parse_topology(topo(flows=flows))):

@@ -192,6 +192,35 @@ def test_same_namespace_peer_refusal_messages() -> None:
     shop(dns={"namespaceSelector": None}, defaultDeny={"ingress": False})
 
 
+def test_anywhere_egress_is_every_destination_but_the_metadata_service() -> None:
+    """Evaluated: web reaches pods of any namespace and any address, never 169.254.169.254 or fd00:ec2::254;
+    api names the metadata service (GKE: its DNS on 169.254.169.254:53) and reaches it on that port only."""
+    topology = shop(
+        flows=[
+            {"from": {"tier": "web"}, "to": {"anywhere": True}},
+            {"from": {"tier": "api"}, "to": {"cloudMetadata": True}, "ports": [{"port": 53, "protocol": "UDP"}]},
+        ],
+        dns={"enabled": False},
+        defaultDeny={"ingress": False},
+    )
+    far = Pod("elsewhere", "far", {"x": "y"}, ip="10.1.2.3")
+    externals = tuple(External(a) for a in ("169.254.169.254/32", "fd00:ec2::254/128", "169.254.169.253/32"))
+    web, api = Pod("prod", "web", {"app": "web"}), Pod("prod", "api", {"app": "api"})
+    inventory = Inventory((), (web, api, far), (*externals, External("0.0.0.0/0"), External("::/0")))
+    evaluator = Evaluator(render(topology), inventory)
+    metadata4, metadata6, neighbour = externals
+    assert evaluator.allowed(web, far).is_all and evaluator.allowed(web, neighbour).is_all
+    assert evaluator.allowed(web, metadata4).is_empty and evaluator.allowed(web, metadata6).is_empty
+    assert evaluator.allowed(api, metadata4) == PortSet.of("UDP", 53)
+    assert evaluator.allowed(api, neighbour).is_empty
+    assert verify(topology, render(topology), inventory) == []
+    # The classic mistake, egress to anywhere as a rule without `to`, is caught on the synthesized inventory.
+    policies = render(topology)
+    _policy(policies, "shop.tier-web")["spec"]["egress"] = [{}]
+    found = differences(topology, policies)
+    assert found and all("extra" in line and "cloud metadata" in line for line in found), found
+
+
 # Mutations: each classic mistake must be reported by verify. ----------------------------------------
 
 

@@ -468,14 +468,30 @@ class IPBlock(_Strict):
         return out
 
 
+# The instance metadata service of the cloud providers (AWS, GCP, Azure, OpenStack...: 169.254.169.254;
+# AWS over IPv6: fd00:ec2::254). It hands out the node's credentials, so `anywhere` egress leaves it out.
+ENDPOINT_KINDS = "tier, ipBlock, anywhere, cloudMetadata, or namespaceSelector/podSelector"
+CLOUD_METADATA = ("169.254.169.254/32", "fd00:ec2::254/128")
+
+
 class Endpoint(_Strict):
-    """One side of a flow. Exactly one kind: a tier, an ipBlock, anywhere, or a cluster peer given by
-    namespaceSelector and/or podSelector."""
+    """One side of a flow. Exactly one kind: a tier, an ipBlock, anywhere, cloudMetadata, or a cluster peer
+    given by namespaceSelector and/or podSelector."""
 
     tier: str | None = Field(default=None, max_length=63, description="A tier declared in spec.tiers.")
     ip_block: IPBlock | None = Field(default=None, alias="ipBlock", description="An IP range (CIDR).")
     anywhere: StrictBool | None = Field(
-        default=None, description="true: any source or destination, inside or outside the cluster."
+        default=None,
+        description="true: any source or destination, inside or outside the cluster; as a destination, "
+        "except the cloud instance metadata addresses (169.254.169.254, fd00:ec2::254), which only "
+        "cloudMetadata opens.",
+    )
+    cloud_metadata: StrictBool | None = Field(
+        default=None,
+        alias="cloudMetadata",
+        description="true: the cloud instance metadata service, 169.254.169.254/32 and fd00:ec2::254/128 "
+        "(destination only). It serves the node's credentials, so anywhere leaves it out; name it here "
+        "only for the pods that need it.",
     )
     namespace_selector: LabelSelector | None = Field(
         default=None,
@@ -494,10 +510,16 @@ class Endpoint(_Strict):
         json_schema_extra=_extra(
             _cel(
                 "(has(self.tier) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.anywhere) ? 1 : 0)"
+                " + (has(self.cloudMetadata) ? 1 : 0)"
                 " + ((has(self.namespaceSelector) || has(self.podSelector)) ? 1 : 0) == 1",
-                "exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set",
+                f"exactly one of {ENDPOINT_KINDS} must be set",
             ),
             _cel("!has(self.anywhere) || self.anywhere", "anywhere must be true when set", ".anywhere"),
+            _cel(
+                "!has(self.cloudMetadata) || self.cloudMetadata",
+                "cloudMetadata must be true when set",
+                ".cloudMetadata",
+            ),
         )
     )
 
@@ -509,6 +531,7 @@ class Endpoint(_Strict):
                 ("tier", self.tier is not None),
                 ("ipBlock", self.ip_block is not None),
                 ("anywhere", self.anywhere is not None),
+                ("cloudMetadata", self.cloud_metadata is not None),
                 (
                     "namespaceSelector/podSelector",
                     self.namespace_selector is not None or self.pod_selector is not None,
@@ -518,11 +541,11 @@ class Endpoint(_Strict):
         ]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(
-                f"exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set (found: {found})"
-            )
+            raise ValueError(f"exactly one of {ENDPOINT_KINDS} must be set (found: {found})")
         if self.anywhere is False:
             raise ValueError("anywhere must be true when set (remove it to choose another endpoint)")
+        if self.cloud_metadata is False:
+            raise ValueError("cloudMetadata must be true when set (remove it to choose another endpoint)")
         return self
 
     def describe(self) -> str:
@@ -536,6 +559,8 @@ class Endpoint(_Strict):
             return out
         if self.anywhere:
             return "anywhere"
+        if self.cloud_metadata:
+            return "the cloud metadata service (" + ", ".join(CLOUD_METADATA) + ")"
         parts = []
         if self.pod_selector is not None:
             parts.append("pods " + describe_selector(self.pod_selector))
@@ -615,7 +640,12 @@ class Flow(_Strict):
             _cel(
                 "has(self.from.tier) || has(self.to.tier)",
                 "a flow needs at least one tier endpoint (from.tier or to.tier)",
-            )
+            ),
+            _cel(
+                "!has(self.from.cloudMetadata)",
+                "cloudMetadata is a destination only (the metadata service opens no connections)",
+                ".from.cloudMetadata",
+            ),
         )
     )
 

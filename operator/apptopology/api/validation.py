@@ -185,6 +185,14 @@ def model_issues(topology: AppTopology) -> list[Issue]:
     spec = topology.spec
     deny = spec.default_deny
     issues: list[Issue] = []
+    for i, flow in enumerate(spec.flows):
+        if flow.from_.cloud_metadata:
+            issues.append(
+                Issue(
+                    f"spec.flows[{i}].from.cloudMetadata",
+                    "cloudMetadata is a destination only (the metadata service opens no connections)",
+                )
+            )
     if deny.scope == "Namespace":
         for i, tier in enumerate(spec.tiers):
             for direction in ("ingress", "egress"):
