@@ -25,6 +25,7 @@ from .evaluator import (
     parse_policies,
 )
 from .evaluator import NetworkPolicy as ParsedPolicy
+from .facts import OFFLINE, ClusterFacts
 from .intent import Intent, satisfying_labels, synthesize
 from .render import render
 
@@ -114,8 +115,9 @@ def synthesize_from_policies(policies: Sequence[Mapping[str, Any]]) -> Inventory
     return Inventory(tuple(namespaces.values()), tuple(pods.values()), tuple(externals.values()))
 
 
-def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
-    """Split input documents into topologies (rendered) and NetworkPolicies; pick or synthesize an inventory."""
+def subject(documents: Sequence[Any], inventory: Inventory | None, facts: ClusterFacts = OFFLINE) -> Subject:
+    """Split input documents into topologies (rendered with ``facts``) and NetworkPolicies; pick or synthesize
+    an inventory."""
     from .api.validation import parse_topology
 
     topologies: list[AppTopology] = []
@@ -124,7 +126,7 @@ def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
         if isinstance(doc, dict) and doc.get("kind") == "AppTopology":
             topology = parse_topology(doc)
             topologies.append(topology)
-            policies.extend(render(topology))
+            policies.extend(render(topology, facts))
         elif isinstance(doc, dict) and doc.get("kind") in ("NetworkPolicy", "List"):
             policies.extend(doc.get("items") or [] if doc.get("kind") == "List" else [doc])
     for policy in policies:  # the evaluator needs the namespace; topologies without one render none
@@ -134,7 +136,7 @@ def subject(documents: Sequence[Any], inventory: Inventory | None) -> Subject:
     parsed = parse(policies)
     if inventory is not None:
         return Subject(tuple(policies), tuple(topologies), inventory, False, parsed)
-    synthesized = [synthesize(t) for t in topologies] or [synthesize_from_policies(policies)]
+    synthesized = [synthesize(t, facts) for t in topologies] or [synthesize_from_policies(policies)]
     return Subject(tuple(policies), tuple(topologies), merge_inventories(synthesized), True, parsed)
 
 
@@ -271,14 +273,18 @@ class Difference:
 
 
 def verify(
-    topology: AppTopology, policies: Sequence[Mapping[str, Any]], inventory: Inventory | None
+    topology: AppTopology,
+    policies: Sequence[Mapping[str, Any]],
+    inventory: Inventory | None,
+    facts: ClusterFacts = OFFLINE,
 ) -> list[Difference]:
-    """Every pair of endpoints where the policies' connectivity differs from the declared intent.
+    """Every pair of endpoints where the policies' connectivity differs from the declared intent (given
+    ``facts`` about the cluster: DNS discovery, the API server's addresses).
 
     Only pairs touching the topology's namespace are compared: elsewhere the topology declares nothing.
     """
-    inv = inventory if inventory is not None else synthesize(topology)
-    intent = Intent(topology)
+    inv = inventory if inventory is not None else synthesize(topology, facts)
+    intent = Intent(topology, facts)
     home = intent.namespace
     evaluator = Evaluator(parse(policies), inv)
     endpoints = list(inv.endpoints)

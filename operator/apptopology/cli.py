@@ -17,10 +17,12 @@ from typing import Any, TextIO
 
 from . import __version__, documents
 from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
-from .api.validation import InvalidTopology
+from .api.spec import AppTopology
+from .api.validation import InvalidTopology, parse_topology
 from .documents import InputError, load_documents, load_topologies
 from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
-from .render import render, render_all
+from .facts import OFFLINE, ClusterFacts, cluster_facts, wanted_objects
+from .render import render, render_all, render_notes
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -45,9 +47,37 @@ def report(exc: InputError, err: TextIO) -> None:
         err.write(f"error: {issue}\n")
 
 
+def _facts(args: argparse.Namespace, topologies: Sequence[AppTopology]) -> ClusterFacts:
+    """--cluster: what the kubeconfig's cluster says about DNS and the API server; OFFLINE otherwise."""
+    if not getattr(args, "cluster", False):
+        return OFFLINE
+    from .controller.kube import cluster_facts_manifests  # kubernetes loads only when asked for a live cluster
+    from .controller.reconciler import ApiError
+
+    wanted = wanted_objects(topologies)
+    try:
+        manifests, problems = cluster_facts_manifests(wanted)
+    except ApiError as exc:
+        raise AnalysisError(f"reading the cluster: {exc}") from None
+    facts = cluster_facts(manifests, wanted)
+    for problem in [*problems, *facts.problems]:
+        sys.stderr.write(f"warning: {problem}\n")
+    return facts
+
+
+def warn_unresolved(topologies: Sequence[AppTopology], facts: ClusterFacts, err: TextIO) -> None:
+    """What rendering could not resolve (it failed closed), per topology and field."""
+    for t in topologies:
+        ns = f"{t.metadata.namespace}/" if t.metadata.namespace else ""
+        for note in render_notes(t, facts):
+            err.write(f"warning: AppTopology {ns}{t.metadata.name}: {note}\n")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     topologies = load_topologies(args.filename)
-    dump(render_all(topologies), args.output, sys.stdout)
+    facts = _facts(args, topologies)
+    warn_unresolved(topologies, facts, sys.stderr)
+    dump(render_all(topologies, facts), args.output, sys.stdout)
     return EXIT_OK
 
 
@@ -88,7 +118,10 @@ def _inventory(args: argparse.Namespace) -> Inventory | None:
 def _subject(sources: list[str], args: argparse.Namespace) -> Subject:
     docs = [d.data for d in load_documents(sources)]
     try:
-        return subject(docs, _inventory(args))
+        topologies = [parse_topology(d) for d in docs if isinstance(d, dict) and d.get("kind") == "AppTopology"]
+        facts = _facts(args, topologies)
+        warn_unresolved(topologies, facts, sys.stderr)
+        return subject(docs, _inventory(args), facts)
     except InvalidTopology as exc:
         raise AnalysisError("; ".join(str(i) for i in exc.issues)) from None
 
@@ -191,11 +224,13 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> int:
     topologies = load_topologies(args.filename)
     given = [d.data for d in load_documents(args.policies)] if args.policies else None
+    facts = _facts(args, topologies)
+    warn_unresolved(topologies, facts, sys.stderr)
     inventory = _inventory(args)
     failures = 0
     for topology in topologies:
         if given is None:
-            policies = render(topology)
+            policies = render(topology, facts)
         else:
             ns = topology.metadata.namespace
             policies = [
@@ -207,7 +242,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             ]
         for p in policies:
             p.setdefault("metadata", {}).setdefault("namespace", topology.metadata.namespace or "default")
-        differences = verify(topology, policies, inventory)
+        differences = verify(topology, policies, inventory, facts)
         name = topology.metadata.name
         if differences:
             failures += 1
@@ -279,7 +314,11 @@ def _add_inventory(p: argparse.ArgumentParser) -> None:
         help="Namespace, Pod and workload manifests (files or directories; repeatable). "
         "Default: an inventory synthesized from the input",
     )
-    p.add_argument("--cluster", action="store_true", help="read namespaces and pods from the kubeconfig's cluster")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read namespaces and pods from the kubeconfig's cluster, and resolve dns.discover and kubeAPI there",
+    )
 
 
 def _add_file(p: argparse.ArgumentParser, what: str = "AppTopology documents") -> None:
@@ -303,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="print the NetworkPolicies for AppTopology documents")
     _add_file(p)
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="resolve what only the cluster knows (dns.discover, kubeAPI) from the kubeconfig's cluster, "
+        "as the operator does; without it DNS follows spec.dns and kubeAPI gets no peer",
+    )
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml", help="output format (default yaml)")
     p.set_defaults(func=cmd_render)
 

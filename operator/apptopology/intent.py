@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .api.spec import AppTopology, Flow, LabelSelector, Port
 from .api.spec import Endpoint as FlowEndpoint
 from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
+from .facts import OFFLINE, ClusterFacts, DNSService
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared
@@ -79,11 +80,38 @@ def violating_labels(selector: LabelSelector | None) -> dict[str, str] | None:
     return None
 
 
+# NodeLocal DNSCache answers on 53 (UDP and TCP); its default address. Written out here again (see METADATA).
+NODE_LOCAL_PORTS = PortSet.of("UDP", 53).union(PortSet.of("TCP", 53))
+NODE_LOCAL_DEFAULT = "169.254.20.10"
+DNS_SERVICES = (("kube-system", "kube-dns"), ("openshift-dns", "dns-default"))
+
+
 @dataclass(frozen=True)
 class Intent:
-    """The declared connectivity of one topology, over any inventory."""
+    """The declared connectivity of one topology, over any inventory, given what is known of the cluster."""
 
     topology: AppTopology
+    facts: ClusterFacts = OFFLINE
+
+    def dns_service(self) -> DNSService | None:
+        """The DNS Service that discovery follows, if the facts know it (the documented order)."""
+        dns = self.topology.spec.dns
+        if not dns.discover:
+            return None
+        refs = [(dns.service.namespace, dns.service.name)] if dns.service is not None else list(DNS_SERVICES)
+        for namespace, name in refs:
+            for service in self.facts.dns_services:
+                if (service.namespace, service.name) == (namespace, name):
+                    return service
+        return None
+
+    def node_local_dns(self) -> list[str]:
+        dns = self.topology.spec.dns
+        if dns.node_local is not None:
+            return list(dns.node_local.addresses)
+        if dns.discover and self.facts.node_local_dns:
+            return list(self.facts.node_local_dns_addresses) or [NODE_LOCAL_DEFAULT]
+        return []
 
     @property
     def namespace(self) -> str:
@@ -177,6 +205,12 @@ class Intent:
         out = PortSet.NONE
         for flow in self.topology.spec.flows:
             mine, other = (flow.to, flow.from_) if direction == "ingress" else (flow.from_, flow.to)
+            if mine.tier in tiers and other.kube_api:
+                # The API server's addresses, each on its own ports; unknown (offline): nothing.
+                for endpoint in self.facts.kube_api or ():
+                    if _within(peer, endpoint.address, []):
+                        out = out.union(PortSet.of(endpoint.protocol, endpoint.port))
+                continue
             if mine.tier in tiers and self.matches(other, peer, inventory, destination=direction == "egress"):
                 out = out.union(self.ports(flow.ports, destination))
         return out
@@ -200,16 +234,30 @@ class Intent:
         if not self.isolated(source, "egress"):
             return PortSet.ALL
         out = self._flows("egress", source, destination, destination, inventory)
-        dns = self.topology.spec.dns
-        if dns.enabled and self._dns_matches(destination, inventory):
-            out = out.union(self.ports(dns.ports, destination))
+        if self.topology.spec.dns.enabled:
+            out = out.union(self._dns(destination, inventory))
         return out
 
-    def _dns_matches(self, endpoint: Endpoint, inventory: Inventory) -> bool:
+    def _dns(self, destination: Endpoint, inventory: Inventory) -> PortSet:
+        """What DNS allows toward ``destination``: the DNS pods on their ports, NodeLocal DNSCache on 53."""
         dns = self.topology.spec.dns
-        if dns.namespace_selector is None and dns.pod_selector is None:
-            return False
-        return self._peer_matches(dns.namespace_selector, dns.pod_selector, endpoint, inventory)
+        out = PortSet.NONE
+        service = self.dns_service()
+        if service is not None:
+            if (
+                isinstance(destination, Pod)
+                and inventory.namespace(destination.namespace).labels.get(NAME_LABEL) == service.namespace
+                and all(destination.labels.get(k) == v for k, v in service.selector)
+            ):
+                ports = [Port.model_validate({"port": p.port, "protocol": p.protocol}) for p in service.target_ports]
+                out = self.ports(ports, destination)
+        elif (dns.namespace_selector is not None or dns.pod_selector is not None) and self._peer_matches(
+            dns.namespace_selector, dns.pod_selector, destination, inventory
+        ):
+            out = self.ports(dns.ports, destination)
+        if any(_within(destination, a, []) for a in self.node_local_dns()):
+            out = out.union(NODE_LOCAL_PORTS)
+        return out
 
     def allowed(self, source: Endpoint, destination: Endpoint, inventory: Inventory) -> PortSet:
         """What the topology declares from ``source`` to ``destination`` (both directions must agree)."""
@@ -224,15 +272,18 @@ def _within(endpoint: Endpoint, cidr: str, excepts: Iterable[str]) -> bool:
         net = ipaddress.ip_network(endpoint.address)
     else:
         net = endpoint.network
-    block = ipaddress.ip_network(cidr, strict=False)
+    block = ipaddress.ip_network(cidr, strict=False)  # an address alone is its /32 or /128
     if net.version != block.version or not net.subnet_of(block):  # type: ignore[arg-type]
         return False
     return not any(net.overlaps(ipaddress.ip_network(e, strict=False)) for e in excepts)
 
 
-def synthesize(topology: AppTopology) -> Inventory:
-    """A small inventory that exercises every declared flow and the world around it (see module doc)."""
+def synthesize(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> Inventory:
+    """A small inventory that exercises every declared flow and the world around it (see module doc), and
+    the cluster's DNS pods, NodeLocal DNSCache and API server addresses the facts give."""
     spec = topology.spec
+    intent = Intent(topology, facts)
+    service = intent.dns_service()
     home = topology.metadata.namespace or "default"
     namespaces: dict[str, Namespace] = {home: Namespace(home)}
     pods: dict[tuple[str, str], Pod] = {}
@@ -244,6 +295,9 @@ def synthesize(topology: AppTopology) -> Inventory:
     for port in all_ports + list(spec.dns.ports):
         if isinstance(port.port, str):
             named.setdefault((port.port, port.protocol), FIRST_NAMED_PORT + len(named))
+    for target in service.target_ports if service is not None else ():
+        if isinstance(target.port, str):
+            named.setdefault((target.port, target.protocol), FIRST_NAMED_PORT + len(named))
     container_ports = tuple(ContainerPort(name, number, proto) for (name, proto), number in sorted(named.items()))
 
     def add_pod(namespace: str, name: str, labels: Mapping[str, str], role: str) -> None:
@@ -307,8 +361,20 @@ def synthesize(topology: AppTopology) -> Inventory:
             for m in METADATA:
                 address = m.network_address
                 externals.setdefault(str(address), External(str(m), f"{address} (cloud metadata)"))
-    if spec.dns.enabled:
+        if flow.to.kube_api:
+            for api in facts.kube_api or ():
+                api_ip = ipaddress.ip_address(api.address)
+                for a, what in ((api_ip, "Kubernetes API"), (api_ip + 1, "next to the Kubernetes API")):
+                    externals.setdefault(str(a), External(f"{a}/{a.max_prefixlen}", f"{a} ({what})"))
+    if spec.dns.enabled and service is not None:
+        ns_selector = LabelSelector.model_validate({"matchLabels": {NAME_LABEL: service.namespace}})
+        pod_selector = LabelSelector.model_validate({"matchLabels": dict(service.selector)})
+        add_peer(ns_selector, pod_selector, "dns")
+    elif spec.dns.enabled:
         add_peer(spec.dns.namespace_selector, spec.dns.pod_selector, "dns")
+    for local in intent.node_local_dns() if spec.dns.enabled else []:
+        ip = ipaddress.ip_address(local)
+        externals.setdefault(str(ip), External(f"{ip}/{ip.max_prefixlen}", f"{ip} (NodeLocal DNSCache)"))
     if spec.monitoring.enabled:
         add_peer(spec.monitoring.namespace_selector, spec.monitoring.pod_selector, "monitoring")
 

@@ -20,9 +20,12 @@ import copy
 import ipaddress
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from .api.spec import CLOUD_METADATA, AppTopology, Endpoint, LabelSelector, Port, minimal_ports
+from .api.validation import Issue
+from .facts import DEFAULT_DNS_SERVICES, NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts, FactPort
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "apptopology-operator"
@@ -104,6 +107,116 @@ def selector_peer(namespace_selector: LabelSelector | None, pod_selector: LabelS
     return peer
 
 
+NAME_LABEL = "kubernetes.io/metadata.name"
+_NODE_LOCAL_PORTS = [Port(port=53, protocol="UDP"), Port(port=53, protocol="TCP")]  # what the cache answers on
+
+
+def _port(fact: FactPort) -> Port:
+    return Port.model_validate({"port": fact.port, "protocol": fact.protocol})
+
+
+def host_block(address: str) -> Peer:
+    """One address as an ipBlock peer: ``/32`` or ``/128``."""
+    ip = ipaddress.ip_address(address)
+    return {"ipBlock": {"cidr": f"{ip}/{ip.max_prefixlen}"}}
+
+
+@dataclass(frozen=True)
+class ResolvedDNS:
+    """The DNS peer a topology renders with these cluster facts: the DNS pods and their ports, and the
+    NodeLocal DNSCache addresses (on 53/UDP and 53/TCP). ``source`` says where it came from (for status)."""
+
+    peer: Peer
+    ports: list[Port]
+    node_local: tuple[str, ...]
+    source: str
+    note: str | None = None
+
+    def grants(self) -> list[tuple[list[Peer | str], list[Port]]]:
+        out: list[tuple[list[Peer | str], list[Port]]] = [([self.peer], self.ports)]
+        if self.node_local:
+            out.append(([host_block(a) for a in self.node_local], _NODE_LOCAL_PORTS))
+        return out
+
+    def text(self) -> str:
+        where = "" if self.source == "spec.dns" else f"{self.source}, "
+        local = f", NodeLocal DNSCache {', '.join(self.node_local)}" if self.node_local else ""
+        return f"DNS ({where}{_ports_text(self.ports)}{local})"
+
+
+def resolve_dns(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> ResolvedDNS:
+    """With ``dns.discover``, the pods of the first DNS Service the facts know (``dns.service``, or the
+    defaults) on its target ports; otherwise, or when none is known, ``spec.dns`` as written."""
+    dns = topology.spec.dns
+    peer = selector_peer(dns.namespace_selector, dns.pod_selector)
+    ports, source, note = list(dns.ports), "spec.dns", None
+    if dns.discover:
+        refs = [(dns.service.namespace, dns.service.name)] if dns.service is not None else list(DEFAULT_DNS_SERVICES)
+        found = next((f for f in (facts.dns_service(*r) for r in refs) if f is not None), None)
+        if found is not None:
+            peer = {
+                "namespaceSelector": {"matchLabels": {NAME_LABEL: found.namespace}},
+                "podSelector": {"matchLabels": dict(found.selector)},
+            }
+            ports, source = [_port(p) for p in found.target_ports], f"Service {found.namespace}/{found.name}"
+        else:
+            tried = " or ".join(f"{a}/{b}" for a, b in refs)
+            note = (
+                f"no DNS Service {tried} found in the cluster: spec.dns applies"
+                if facts.in_cluster
+                else f"rendered without the cluster: spec.dns applies (render --cluster follows {tried})"
+            )
+    if dns.node_local is not None:
+        node_local = tuple(dns.node_local.addresses)
+    elif dns.discover and facts.node_local_dns:
+        node_local = facts.node_local_dns_addresses or (NODE_LOCAL_DNS_DEFAULT,)
+    else:
+        node_local = ()
+    return ResolvedDNS(peer, ports, node_local, source, note)
+
+
+def kube_api_grants(facts: ClusterFacts) -> list[tuple[list[Peer | str], list[Port]]]:
+    """The API server's addresses as /32 and /128 peers, each on its ports; none when unknown."""
+    by_address: dict[str, list[APIEndpoint]] = defaultdict(list)
+    for endpoint in facts.kube_api or ():
+        by_address[endpoint.address].append(endpoint)
+    return [
+        ([host_block(a)], [_port(FactPort(e.protocol, e.port)) for e in endpoints])
+        for a, endpoints in by_address.items()
+    ]
+
+
+def _kube_api_unresolved(facts: ClusterFacts) -> str | None:
+    if facts.kube_api is None:
+        return "not resolved without the cluster: no rule, fail closed"
+    if not facts.kube_api:
+        return "no endpoints found in the cluster: no rule"
+    return None
+
+
+def _kube_api_text(facts: ClusterFacts) -> str:
+    missing = _kube_api_unresolved(facts)
+    if missing is not None:
+        return f"the Kubernetes API ({missing})"
+    return "the Kubernetes API (" + ", ".join(f"{e.address}:{e.protocol}/{e.port}" for e in facts.kube_api or ()) + ")"
+
+
+def render_notes(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> list[Issue]:
+    """What rendering with ``facts`` could not resolve, at the field that asks for it: printed as warnings
+    by the CLI; the renderer has already failed closed (spec.dns as written, no peer for kubeAPI)."""
+    spec = topology.spec
+    notes = []
+    dns = resolve_dns(topology, facts)
+    if dns.note is not None and spec.dns.enabled:
+        notes.append(Issue("spec.dns.discover", dns.note))
+    for i, flow in enumerate(spec.flows):
+        tier = next((t for t in spec.tiers if t.name == flow.from_.tier), None)
+        missing = _kube_api_unresolved(facts)
+        if flow.to.kube_api and tier is not None and spec.isolates(tier, "egress") and missing is not None:
+            notes.append(Issue(f"spec.flows[{i}].to.kubeAPI", f"the Kubernetes API's addresses are {missing}"))
+    return notes
+
+
 def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
@@ -165,10 +278,6 @@ def _absorbed(port_keys: set[Any]) -> PortsKey:
     return tuple(sorted(k for k in port_keys if k[1] == 0 or k[0] not in whole))
 
 
-def _unique_ports(ports: list[Port]) -> list[dict[str, Any]]:
-    return [p.to_k8s() for p in minimal_ports(ports)]
-
-
 def _destination_text(endpoint: Endpoint) -> str:
     if endpoint.anywhere:
         return "anywhere except the cloud metadata service (" + ", ".join(CLOUD_METADATA) + ")"
@@ -203,8 +312,11 @@ def _policy(topology: AppTopology, name: str, description: str, spec: dict[str, 
     }
 
 
-def render(topology: AppTopology) -> list[dict[str, Any]]:
-    """All NetworkPolicies for ``topology``, in a stable order: default-deny, DNS, then tiers as declared."""
+def render(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> list[dict[str, Any]]:
+    """All NetworkPolicies for ``topology``, in a stable order: default-deny, DNS, then tiers as declared.
+
+    ``facts`` is what is known about the cluster (DNS discovery, the Kubernetes API's addresses); without
+    it the DNS peer is spec.dns as written and a kubeAPI flow renders no peer (see :mod:`.facts`)."""
     spec = topology.spec
     name = topology.metadata.name
     deny = spec.default_deny
@@ -212,8 +324,8 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
     # The namespace default-deny's directions (scope Namespace): every pod of the namespace, tier or not.
     types = [t for t, on in (("Ingress", deny.ingress), ("Egress", deny.egress)) if on] if namespace_scope else []
     dns_everywhere = spec.dns.enabled and namespace_scope and deny.egress
-    dns_peer = selector_peer(spec.dns.namespace_selector, spec.dns.pod_selector)
-    dns_text = f"DNS ({_ports_text(spec.dns.ports)})"
+    dns = resolve_dns(topology, facts)
+    dns_text = dns.text()
     where = f"namespace {topology.metadata.namespace}" if topology.metadata.namespace else "the namespace"
     selectors = {t.name: t.pod_selector for t in spec.tiers}
     isolates = {t.name: {d: spec.isolates(t, d) for d in ("ingress", "egress")} for t in spec.tiers}
@@ -231,6 +343,9 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
             )
         )
     if dns_everywhere:
+        everyone = _Direction()
+        for peers, ports in dns.grants():
+            everyone.add(peers, ports)
         policies.append(
             _policy(
                 topology,
@@ -239,7 +354,7 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
                 {
                     "podSelector": {},
                     "policyTypes": ["Egress"],
-                    "egress": [{"to": [dns_peer], "ports": _unique_ports(spec.dns.ports)}],
+                    "egress": everyone.rules("to"),
                 },
             )
         )
@@ -258,6 +373,11 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
             ingress[flow.to.tier].add(endpoint_peers(flow.from_, selectors, destination=False), flow.ports)
             said_in[flow.to.tier].append(f"accept {flow.from_.describe()} on {ports_text}{why}")
         if flow.from_.tier is not None and isolates[flow.from_.tier]["egress"]:
+            if flow.to.kube_api:  # its ports come from the cluster, address by address
+                for peers, ports in kube_api_grants(facts):
+                    egress[flow.from_.tier].add(peers, ports)
+                said_out[flow.from_.tier].append(f"reach {_kube_api_text(facts)}{why}")
+                continue
             egress[flow.from_.tier].add(endpoint_peers(flow.to, selectors, destination=True), flow.ports)
             said_out[flow.from_.tier].append(f"reach {_destination_text(flow.to)} on {ports_text}{why}")
 
@@ -282,7 +402,8 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
         # the directions it adds to the namespace default-deny.
         own = [d for d in tier_types if d not in types]
         if spec.dns.enabled and "Egress" in tier_types and not dns_everywhere:
-            egress[t].add([dns_peer], spec.dns.ports)
+            for peers, ports in dns.grants():
+                egress[t].add(peers, ports)
             said_out[t].append(f"reach {dns_text}")
         if not (own or ingress[t] or egress[t]):
             continue  # the namespace default-deny isolates it, and it has no rules
@@ -298,5 +419,5 @@ def render(topology: AppTopology) -> list[dict[str, Any]]:
     return policies
 
 
-def render_all(topologies: list[AppTopology]) -> list[dict[str, Any]]:
-    return [p for t in topologies for p in render(t)]
+def render_all(topologies: list[AppTopology], facts: ClusterFacts = OFFLINE) -> list[dict[str, Any]]:
+    return [p for t in topologies for p in render(t, facts)]

@@ -130,9 +130,13 @@ def ports(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["tier", "tier", "tier", "ipBlock", "anywhere", "pods", "namespaces", "both"]))
+    kind = draw(
+        st.sampled_from(["tier", "tier", "tier", "ipBlock", "anywhere", "pods", "namespaces", "both", "cluster"])
+    )
     if kind == "tier":
         return {"tier": draw(st.sampled_from(tiers))}
+    if kind == "cluster":  # destination only; kubeAPI also without ports
+        return draw(st.sampled_from([{"cloudMetadata": True}, {"kubeAPI": True}, {"kubeAPI": False}]))
     if kind == "anywhere":
         return {"anywhere": True}
     if kind == "ipBlock":
@@ -181,6 +185,12 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
                     {"namespaceSelector": None, "podSelector": None},
                     {"namespaceSelector": None, "podSelector": None, "enabled": False},
                     {"ports": [{"port": 5353, "protocol": "UDP"}]},
+                    {"discover": True, "service": {"namespace": "openshift-dns", "name": "dns-default"}},
+                    {"service": {"namespace": "kube-system", "name": "kube-dns"}},
+                    {"discover": True, "nodeLocal": {"addresses": ["169.254.20.10", "fd00::a"]}},
+                    {"nodeLocal": {"addresses": ["FD00::A"]}},
+                    {"nodeLocal": {"addresses": ["169.254.020.10"]}},
+                    {"nodeLocal": {"addresses": ["::ffff:169.254.20.10"]}},
                 ]
             )
         )

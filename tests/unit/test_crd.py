@@ -49,6 +49,7 @@ from apptopology.api.spec import (
     LabelSelector,
     LabelSelectorRequirement,
     Monitoring,
+    NodeLocalDNS,
     Port,
     Tier,
 )
@@ -415,6 +416,7 @@ RULE_SITES: list[tuple[str, type[BaseModel]]] = [
     ("spec.flows[].from.podSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.dns.namespaceSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.dns", DNS),
+    ("spec.dns.nodeLocal", NodeLocalDNS),
     ("spec.tiers[].podSelector", LabelSelector),
     ("spec.flows[].from.namespaceSelector", LabelSelector),
     ("spec.flows[].to.podSelector", LabelSelector),
@@ -441,6 +443,7 @@ def test_no_other_cel_rules() -> None:
             LabelSelectorRequirement,
             LabelSelector,
             DNS,
+            NodeLocalDNS,
         )
         for r in _rules(m)
     }

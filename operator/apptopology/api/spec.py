@@ -16,7 +16,16 @@ import re
 import reprlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 API_GROUP = "apptopology.io"
 API_VERSION = "v1alpha1"
@@ -135,6 +144,20 @@ def check_port_name(name: str) -> str | None:
             f"port {quote(name)} is not a valid named port (IANA service name: lowercase letters, digits and "
             "'-', at most 15 characters, at least one letter, no leading, trailing or double '-')"
         )
+    return None
+
+
+def check_ip(value: str) -> str | None:
+    """Return why ``value`` is not a single IP address in canonical form (as CEL's ``string(ip(x)) == x``), or
+    None: no leading zeros, zones or IPv4-mapped IPv6, IPv6 in lowercase, compressed."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return f"address {quote(value)} is not an IP address (e.g. 169.254.20.10 or fd00::10)"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"address {quote(value)} must not be an IPv4-mapped IPv6 address; write the IPv4 address"
+    if str(ip) != value:
+        return f"address {quote(value)} is not in canonical form: write {ip}"
     return None
 
 
@@ -470,7 +493,9 @@ class IPBlock(_Strict):
 
 # The instance metadata service of the cloud providers (AWS, GCP, Azure, OpenStack...: 169.254.169.254;
 # AWS over IPv6: fd00:ec2::254). It hands out the node's credentials, so `anywhere` egress leaves it out.
-ENDPOINT_KINDS = "tier, ipBlock, anywhere, cloudMetadata, or namespaceSelector/podSelector"
+KUBE_API_SOURCE = "kubeAPI is a destination only (for webhooks the API server calls, use an ipBlock)"
+KUBE_API_PORTS = "a flow to kubeAPI takes no ports: the API server's ports come from the cluster"
+ENDPOINT_KINDS = "tier, ipBlock, anywhere, cloudMetadata, kubeAPI, or namespaceSelector/podSelector"
 CLOUD_METADATA = ("169.254.169.254/32", "fd00:ec2::254/128")
 
 
@@ -493,6 +518,13 @@ class Endpoint(_Strict):
         "(destination only). It serves the node's credentials, so anywhere leaves it out; name it here "
         "only for the pods that need it.",
     )
+    kube_api: StrictBool | None = Field(
+        default=None,
+        alias="kubeAPI",
+        description="true: the Kubernetes API server (destination only, without ports): the addresses of the "
+        "default/kubernetes EndpointSlices on their ports, and the Service's ClusterIP on its port, as /32 and "
+        "/128 ipBlocks. Resolved in the cluster (the operator, render --cluster); rendered offline, no peer.",
+    )
     namespace_selector: LabelSelector | None = Field(
         default=None,
         alias="namespaceSelector",
@@ -510,7 +542,7 @@ class Endpoint(_Strict):
         json_schema_extra=_extra(
             _cel(
                 "(has(self.tier) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.anywhere) ? 1 : 0)"
-                " + (has(self.cloudMetadata) ? 1 : 0)"
+                " + (has(self.cloudMetadata) ? 1 : 0) + (has(self.kubeAPI) ? 1 : 0)"
                 " + ((has(self.namespaceSelector) || has(self.podSelector)) ? 1 : 0) == 1",
                 f"exactly one of {ENDPOINT_KINDS} must be set",
             ),
@@ -520,6 +552,7 @@ class Endpoint(_Strict):
                 "cloudMetadata must be true when set",
                 ".cloudMetadata",
             ),
+            _cel("!has(self.kubeAPI) || self.kubeAPI", "kubeAPI must be true when set", ".kubeAPI"),
         )
     )
 
@@ -532,6 +565,7 @@ class Endpoint(_Strict):
                 ("ipBlock", self.ip_block is not None),
                 ("anywhere", self.anywhere is not None),
                 ("cloudMetadata", self.cloud_metadata is not None),
+                ("kubeAPI", self.kube_api is not None),
                 (
                     "namespaceSelector/podSelector",
                     self.namespace_selector is not None or self.pod_selector is not None,
@@ -546,6 +580,8 @@ class Endpoint(_Strict):
             raise ValueError("anywhere must be true when set (remove it to choose another endpoint)")
         if self.cloud_metadata is False:
             raise ValueError("cloudMetadata must be true when set (remove it to choose another endpoint)")
+        if self.kube_api is False:
+            raise ValueError("kubeAPI must be true when set (remove it to choose another endpoint)")
         return self
 
     def describe(self) -> str:
@@ -561,6 +597,8 @@ class Endpoint(_Strict):
             return "anywhere"
         if self.cloud_metadata:
             return "the cloud metadata service (" + ", ".join(CLOUD_METADATA) + ")"
+        if self.kube_api:
+            return "the Kubernetes API"
         parts = []
         if self.pod_selector is not None:
             parts.append("pods " + describe_selector(self.pod_selector))
@@ -646,6 +684,8 @@ class Flow(_Strict):
                 "cloudMetadata is a destination only (the metadata service opens no connections)",
                 ".from.cloudMetadata",
             ),
+            _cel("!has(self.from.kubeAPI)", KUBE_API_SOURCE, ".from.kubeAPI"),
+            _cel("!has(self.to.kubeAPI) || !has(self.ports) || size(self.ports) == 0", KUBE_API_PORTS, ".ports"),
         )
     )
 
@@ -674,6 +714,8 @@ NAMESPACE_EXEMPTION = (
     "isolate the tiers that need it"
 )
 
+DNS_SERVICE_WITHOUT_DISCOVER = "service is followed only with discover: true"
+
 DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
 DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
 
@@ -682,10 +724,68 @@ def _dns_ports() -> list[Port]:
     return [Port(port=53, protocol="UDP"), Port(port=53, protocol="TCP")]
 
 
+class ServiceRef(_Strict):
+    """A Service by namespace and name."""
+
+    namespace: str = Field(max_length=63, pattern=DNS1123_LABEL, description="The Service's namespace.")
+    name: str = Field(max_length=63, pattern=DNS1123_LABEL, description="The Service's name.")
+
+
+MAX_NODE_LOCAL = 8
+
+
+def _valid_ip(value: str) -> str:
+    problem = check_ip(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class NodeLocalDNS(_Strict):
+    """NodeLocal DNSCache: a DNS cache on every node, on a node-local address that pods query instead of
+    the DNS Service."""
+
+    addresses: list[Annotated[str, Field(max_length=39), AfterValidator(_valid_ip)]] = Field(
+        min_length=1,
+        max_length=MAX_NODE_LOCAL,
+        description="The cache's addresses, rendered as /32 or /128 ipBlocks on the DNS ports (with discover "
+        "and without this field: the addresses of the cluster's node-local-dns DaemonSet, or 169.254.20.10).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "self.addresses.all(a, isIP(a) && string(ip(a)) == a)",
+                "every address must be an IP address in canonical form, such as 169.254.20.10 or fd00::10 "
+                "(no leading zeros, zones or IPv4-mapped IPv6)",
+                ".addresses",
+            )
+        )
+    )
+
+
 class DNS(_Strict):
     """DNS egress for isolated pods. Without it, name resolution fails as soon as egress is isolated."""
 
     enabled: StrictBool = Field(default=True, description="Allow DNS egress (only emitted when egress is isolated).")
+    discover: StrictBool = Field(
+        default=False,
+        description="Follow the cluster: the DNS peer is the pods of the DNS Service (service, or else "
+        "kube-system/kube-dns, then openshift-dns/dns-default) on its target ports, plus NodeLocal DNSCache "
+        "when it runs. Resolved by the operator and render --cluster; offline, and when no such Service is "
+        "found, namespaceSelector, podSelector and ports below apply.",
+    )
+    service: ServiceRef | None = Field(
+        default=None,
+        description="The DNS Service to follow with discover (default: kube-system/kube-dns, then "
+        "openshift-dns/dns-default).",
+    )
+    node_local: NodeLocalDNS | None = Field(
+        default=None,
+        alias="nodeLocal",
+        description="NodeLocal DNSCache addresses to allow on the DNS ports, always (discover finds them "
+        "in the cluster without this field).",
+    )
     namespace_selector: LabelSelector | None = Field(
         default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_NS),
         alias="namespaceSelector",
@@ -712,11 +812,14 @@ class DNS(_Strict):
                 "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "
                 "Kubernetes refuses (namespaceSelector: {} means every namespace)",
             ),
+            _cel("!has(self.service) || self.discover", DNS_SERVICE_WITHOUT_DISCOVER, ".service"),
         )
     )
 
     @model_validator(mode="after")
     def _a_peer(self) -> DNS:
+        if self.service is not None and not self.discover:
+            raise ValueError(f"service: {DNS_SERVICE_WITHOUT_DISCOVER}")
         if self.namespace_selector is None and self.pod_selector is None:
             raise ValueError(
                 "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "

@@ -20,6 +20,8 @@ from .spec import (
     API_GROUP,
     API_VERSION,
     KIND,
+    KUBE_API_PORTS,
+    KUBE_API_SOURCE,
     MAX_ANNOTATIONS_BYTES,
     MAX_FLOWS,
     AppTopology,
@@ -193,6 +195,10 @@ def model_issues(topology: AppTopology) -> list[Issue]:
                     "cloudMetadata is a destination only (the metadata service opens no connections)",
                 )
             )
+        if flow.from_.kube_api:
+            issues.append(Issue(f"spec.flows[{i}].from.kubeAPI", KUBE_API_SOURCE))
+        if flow.to.kube_api and flow.ports:
+            issues.append(Issue(f"spec.flows[{i}].ports", KUBE_API_PORTS))
     if deny.scope == "Namespace":
         for i, tier in enumerate(spec.tiers):
             for direction in ("ingress", "egress"):
