@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__, documents
-from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
+from .analysis import (
+    AnalysisError,
+    Subject,
+    diff,
+    display_name,
+    explain_one,
+    matrix,
+    namespace_interactions,
+    subject,
+    verify,
+)
 from .api.spec import AppTopology
 from .api.validation import InvalidTopology, parse_topology
 from .documents import InputError, load_documents, load_topologies
@@ -229,7 +239,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     inventory = _inventory(args)
     failures = 0
     for topology in topologies:
-        if given is None:
+        if given is None or args.namespace_mode:
             policies = render(topology, facts)
         else:
             ns = topology.metadata.namespace
@@ -252,7 +262,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     print(f"  {line}")
         else:
             print(f"OK: {name}: the policies allow exactly the declared connectivity ({len(policies)} policies)")
+    namespaces: dict[str, list[AppTopology]] = {}
+    for topology in topologies:
+        namespaces.setdefault(topology.metadata.namespace or "default", []).append(topology)
+    # Several topologies of one namespace are checked together anyway: their policies add up.
+    shared = any(len(group) > 1 for group in namespaces.values()) and given is None
+    if args.namespace_mode or shared:
+        for ns, group in namespaces.items():
+            failures += _verify_namespace(ns, group, given or [], inventory, facts)
     return EXIT_INVALID if failures else EXIT_OK
+
+
+def _verify_namespace(
+    ns: str,
+    group: list[AppTopology],
+    given: list[Any],
+    inventory: Inventory | None,
+    facts: ClusterFacts,
+) -> int:
+    """The namespace's topologies, rendered, together with the other policies given for it: 1 if any
+    topology's intent is widened by the others."""
+    others = [
+        p
+        for p in given
+        if isinstance(p, dict)
+        and p.get("kind") == "NetworkPolicy"
+        and (p.get("metadata") or {}).get("namespace", ns) == ns
+    ]
+    for p in others:
+        p.setdefault("metadata", {}).setdefault("namespace", ns)
+    union = render_all(group, facts) + others
+    found = namespace_interactions(group, union, inventory, facts)
+    names = ", ".join(t.metadata.name for t in group)
+    extra = f" and {len(others)} other policies" if others else ""
+    if not found:
+        print(f"OK: namespace {ns}: {names}{extra} together allow nothing a topology denies")
+        return 0
+    print(f"FAIL: namespace {ns}: {len(found)} pairs that a topology denies are allowed by {names}{extra} together")
+    for interaction in found:
+        print(f"  {interaction.line()}")
+    return 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -390,7 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies",
         action="append",
         metavar="PATH",
-        help="NetworkPolicy manifests to check instead of the rendered ones (e.g. hand-written policies)",
+        help="NetworkPolicy manifests to check instead of the rendered ones (e.g. hand-written policies); "
+        "with --namespace-mode, the other policies of the namespaces, checked together with the rendered ones",
+    )
+    p.add_argument(
+        "--namespace-mode",
+        action="store_true",
+        help="also check each namespace's topologies together (NetworkPolicies add up: one topology's flows or "
+        "DNS can open another's pods); automatic when several topologies share a namespace",
     )
     _add_inventory(p)
     p.set_defaults(func=cmd_verify, error_exit=EXIT_USAGE)
