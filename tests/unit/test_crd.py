@@ -19,6 +19,8 @@ pass this validator, and the real API server checks them in the integration suit
   is true); no flow to (from) pods of the namespace by podSelector alone while ingress (egress) is isolated;
   no dns.namespaceSelector null while ingress is isolated
 - a port without ``port`` takes no endPort
+- cloudMetadata and kubeAPI are destinations only (true when set), a flow to kubeAPI has no ports;
+  dns.service only with dns.discover; dns.nodeLocal.addresses are IPs in canonical form
 - metadata.name at most 63 characters and without '.' (root rules)
 
 Rejected by the schema's patterns: label values (matchLabels values, matchExpressions values) and
