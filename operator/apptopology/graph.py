@@ -30,11 +30,15 @@ def _ports(ports: list[Port] | None) -> str:
     return ", ".join(p.label() for p in minimal_ports(ports))
 
 
-def _endpoint(g: _Graph, endpoint: Endpoint) -> str:
+def _endpoint(g: _Graph, endpoint: Endpoint, destination: bool = False) -> str:
     if endpoint.tier is not None:
         return g.node(f"tier:{endpoint.tier}", endpoint.tier, "tier")
+    if endpoint.anywhere and destination:
+        return g.node("anywhere-egress", "anywhere but the cloud metadata service", "external")
     if endpoint.anywhere:
         return g.node("anywhere", "anywhere", "external")
+    if endpoint.cloud_metadata or endpoint.kube_api:
+        return g.node(f"special:{endpoint.describe()}", endpoint.describe(), "external")
     if endpoint.ip_block is not None:
         label = endpoint.ip_block.cidr
         if endpoint.ip_block.except_:
@@ -54,7 +58,8 @@ def build(topology: AppTopology) -> _Graph:
             label += f" (isolated: {' and '.join(isolated) or 'none'})"
         g.node(f"tier:{tier.name}", label, "tier")
     for flow in spec.flows:
-        g.edges.append((_endpoint(g, flow.from_), _endpoint(g, flow.to), _ports(flow.ports), False))
+        ports = "the API server's ports" if flow.to.kube_api else _ports(flow.ports)
+        g.edges.append((_endpoint(g, flow.from_), _endpoint(g, flow.to, destination=True), ports, False))
     deny = spec.default_deny
     everywhere = deny.scope == "Namespace" and deny.egress
     dns_from = [t for t in spec.tiers if spec.isolates(t, "egress")] if not everywhere else []
