@@ -61,13 +61,15 @@ def _facts(args: argparse.Namespace, topologies: Sequence[AppTopology]) -> Clust
     """--cluster: what the kubeconfig's cluster says about DNS and the API server; OFFLINE otherwise."""
     if not getattr(args, "cluster", False):
         return OFFLINE
-    from .controller.kube import cluster_facts_manifests  # kubernetes loads only when asked for a live cluster
+    from kubernetes.config import ConfigException  # kubernetes loads only when asked for a live cluster
+
+    from .controller.kube import cluster_facts_manifests
     from .controller.reconciler import ApiError
 
     wanted = wanted_objects(topologies)
     try:
         manifests, problems = cluster_facts_manifests(wanted)
-    except ApiError as exc:
+    except (ApiError, ConfigException) as exc:
         raise AnalysisError(f"reading the cluster: {exc}") from None
     facts = cluster_facts(manifests, wanted)
     for problem in [*problems, *facts.problems]:

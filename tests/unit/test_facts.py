@@ -296,3 +296,13 @@ def test_random_topologies_with_random_facts_render_to_exactly_their_intent(
 
 def test_offline_is_the_default() -> None:
     assert ClusterFacts() == OFFLINE and not OFFLINE.in_cluster and OFFLINE.kube_api is None
+
+
+def test_cli_render_cluster_without_a_cluster_is_a_clean_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main(["render", "--cluster", "-f", str(ROOT / "examples" / "cluster-services.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: reading the cluster: ") and "Traceback" not in err
