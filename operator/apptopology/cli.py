@@ -16,11 +16,23 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__, documents
-from .analysis import AnalysisError, Subject, diff, display_name, explain_one, matrix, subject, verify
-from .api.validation import InvalidTopology
+from .analysis import (
+    AnalysisError,
+    Subject,
+    diff,
+    display_name,
+    explain_one,
+    matrix,
+    namespace_interactions,
+    subject,
+    verify,
+)
+from .api.spec import AppTopology
+from .api.validation import InvalidTopology, parse_topology
 from .documents import InputError, load_documents, load_topologies
 from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
-from .render import render, render_all
+from .facts import OFFLINE, ClusterFacts, cluster_facts, wanted_objects
+from .render import render, render_all, render_notes
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -45,9 +57,39 @@ def report(exc: InputError, err: TextIO) -> None:
         err.write(f"error: {issue}\n")
 
 
+def _facts(args: argparse.Namespace, topologies: Sequence[AppTopology]) -> ClusterFacts:
+    """--cluster: what the kubeconfig's cluster says about DNS and the API server; OFFLINE otherwise."""
+    if not getattr(args, "cluster", False):
+        return OFFLINE
+    from kubernetes.config import ConfigException  # kubernetes loads only when asked for a live cluster
+
+    from .controller.kube import cluster_facts_manifests
+    from .controller.reconciler import ApiError
+
+    wanted = wanted_objects(topologies)
+    try:
+        manifests, problems = cluster_facts_manifests(wanted)
+    except (ApiError, ConfigException) as exc:
+        raise AnalysisError(f"reading the cluster: {exc}") from None
+    facts = cluster_facts(manifests, wanted)
+    for problem in [*problems, *facts.problems]:
+        sys.stderr.write(f"warning: {problem}\n")
+    return facts
+
+
+def warn_unresolved(topologies: Sequence[AppTopology], facts: ClusterFacts, err: TextIO) -> None:
+    """What rendering could not resolve (it failed closed), per topology and field."""
+    for t in topologies:
+        ns = f"{t.metadata.namespace}/" if t.metadata.namespace else ""
+        for note in render_notes(t, facts):
+            err.write(f"warning: AppTopology {ns}{t.metadata.name}: {note}\n")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     topologies = load_topologies(args.filename)
-    dump(render_all(topologies), args.output, sys.stdout)
+    facts = _facts(args, topologies)
+    warn_unresolved(topologies, facts, sys.stderr)
+    dump(render_all(topologies, facts), args.output, sys.stdout)
     return EXIT_OK
 
 
@@ -109,7 +151,10 @@ def _inventory(args: argparse.Namespace) -> Inventory | None:
 def _subject(sources: list[str], args: argparse.Namespace) -> Subject:
     docs = [d.data for d in load_documents(sources)]
     try:
-        return subject(docs, _inventory(args))
+        topologies = [parse_topology(d) for d in docs if isinstance(d, dict) and d.get("kind") == "AppTopology"]
+        facts = _facts(args, topologies)
+        warn_unresolved(topologies, facts, sys.stderr)
+        return subject(docs, _inventory(args), facts)
     except InvalidTopology as exc:
         raise AnalysisError("; ".join(str(i) for i in exc.issues)) from None
 
@@ -212,11 +257,13 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> int:
     topologies = load_topologies(args.filename)
     given = [d.data for d in load_documents(args.policies)] if args.policies else None
+    facts = _facts(args, topologies)
+    warn_unresolved(topologies, facts, sys.stderr)
     inventory = _inventory(args)
     failures = 0
     for topology in topologies:
-        if given is None:
-            policies = render(topology)
+        if given is None or args.namespace_mode:
+            policies = render(topology, facts)
         else:
             ns = topology.metadata.namespace
             policies = [
@@ -228,7 +275,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             ]
         for p in policies:
             p.setdefault("metadata", {}).setdefault("namespace", topology.metadata.namespace or "default")
-        differences = verify(topology, policies, inventory)
+        differences = verify(topology, policies, inventory, facts)
         name = topology.metadata.name
         if differences:
             failures += 1
@@ -238,7 +285,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     print(f"  {line}")
         else:
             print(f"OK: {name}: the policies allow exactly the declared connectivity ({len(policies)} policies)")
+    namespaces: dict[str, list[AppTopology]] = {}
+    for topology in topologies:
+        namespaces.setdefault(topology.metadata.namespace or "default", []).append(topology)
+    # Several topologies of one namespace are checked together anyway: their policies add up.
+    shared = any(len(group) > 1 for group in namespaces.values()) and given is None
+    if args.namespace_mode or shared:
+        for ns, group in namespaces.items():
+            failures += _verify_namespace(ns, group, given or [], inventory, facts)
     return EXIT_INVALID if failures else EXIT_OK
+
+
+def _verify_namespace(
+    ns: str,
+    group: list[AppTopology],
+    given: list[Any],
+    inventory: Inventory | None,
+    facts: ClusterFacts,
+) -> int:
+    """The namespace's topologies, rendered, together with the other policies given for it: 1 if any
+    topology's intent is widened by the others."""
+    others = [
+        p
+        for p in given
+        if isinstance(p, dict)
+        and p.get("kind") == "NetworkPolicy"
+        and (p.get("metadata") or {}).get("namespace", ns) == ns
+    ]
+    for p in others:
+        p.setdefault("metadata", {}).setdefault("namespace", ns)
+    union = render_all(group, facts) + others
+    found = namespace_interactions(group, union, inventory, facts)
+    names = ", ".join(t.metadata.name for t in group)
+    extra = f" and {len(others)} other policies" if others else ""
+    if not found:
+        print(f"OK: namespace {ns}: {names}{extra} together allow nothing a topology denies")
+        return 0
+    print(f"FAIL: namespace {ns}: {len(found)} pairs that a topology denies are allowed by {names}{extra} together")
+    for interaction in found:
+        print(f"  {interaction.line()}")
+    return 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -300,7 +386,11 @@ def _add_inventory(p: argparse.ArgumentParser) -> None:
         help="Namespace, Pod and workload manifests (files or directories; repeatable). "
         "Default: an inventory synthesized from the input",
     )
-    p.add_argument("--cluster", action="store_true", help="read namespaces and pods from the kubeconfig's cluster")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read namespaces and pods from the kubeconfig's cluster, and resolve dns.discover and kubeAPI there",
+    )
 
 
 def _add_file(p: argparse.ArgumentParser, what: str = "AppTopology documents") -> None:
@@ -324,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="print the NetworkPolicies for AppTopology documents")
     _add_file(p)
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="resolve what only the cluster knows (dns.discover, kubeAPI) from the kubeconfig's cluster, "
+        "as the operator does; without it DNS follows spec.dns and kubeAPI gets no peer",
+    )
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml", help="output format (default yaml)")
     p.set_defaults(func=cmd_render)
 
@@ -383,7 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies",
         action="append",
         metavar="PATH",
-        help="NetworkPolicy manifests to check instead of the rendered ones (e.g. hand-written policies)",
+        help="NetworkPolicy manifests to check instead of the rendered ones (e.g. hand-written policies); "
+        "with --namespace-mode, the other policies of the namespaces, checked together with the rendered ones",
+    )
+    p.add_argument(
+        "--namespace-mode",
+        action="store_true",
+        help="also check each namespace's topologies together (NetworkPolicies add up: one topology's flows or "
+        "DNS can open another's pods); automatic when several topologies share a namespace",
     )
     _add_inventory(p)
     p.set_defaults(func=cmd_verify, error_exit=EXIT_USAGE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .api.spec import AppTopology, Endpoint, Port, describe_selector
+from .api.spec import AppTopology, Endpoint, Port, describe_selector, minimal_ports
 
 
 @dataclass
@@ -27,14 +27,18 @@ class _Graph:
 def _ports(ports: list[Port] | None) -> str:
     if not ports:
         return "all ports"
-    return ", ".join(p.label() for p in sorted({p.key(): p for p in ports}.values(), key=Port.key))
+    return ", ".join(p.label() for p in minimal_ports(ports))
 
 
-def _endpoint(g: _Graph, endpoint: Endpoint) -> str:
+def _endpoint(g: _Graph, endpoint: Endpoint, destination: bool = False) -> str:
     if endpoint.tier is not None:
         return g.node(f"tier:{endpoint.tier}", endpoint.tier, "tier")
+    if endpoint.anywhere and destination:
+        return g.node("anywhere-egress", "anywhere but the cloud metadata service", "external")
     if endpoint.anywhere:
         return g.node("anywhere", "anywhere", "external")
+    if endpoint.cloud_metadata or endpoint.kube_api:
+        return g.node(f"special:{endpoint.describe()}", endpoint.describe(), "external")
     if endpoint.ip_block is not None:
         label = endpoint.ip_block.cidr
         if endpoint.ip_block.except_:
@@ -48,26 +52,37 @@ def build(topology: AppTopology) -> _Graph:
     spec = topology.spec
     g = _Graph()
     for tier in spec.tiers:
-        g.node(f"tier:{tier.name}", f"{tier.name} {describe_selector(tier.pod_selector)}", "tier")
+        label = f"{tier.name} {describe_selector(tier.pod_selector)}"
+        if tier.isolation is not None:  # an override: say what the tier's isolation is
+            isolated = [d for d in ("ingress", "egress") if spec.isolates(tier, d)]
+            label += f" (isolated: {' and '.join(isolated) or 'none'})"
+        g.node(f"tier:{tier.name}", label, "tier")
     for flow in spec.flows:
-        g.edges.append((_endpoint(g, flow.from_), _endpoint(g, flow.to), _ports(flow.ports), False))
+        ports = "the API server's ports" if flow.to.kube_api else _ports(flow.ports)
+        g.edges.append((_endpoint(g, flow.from_), _endpoint(g, flow.to, destination=True), ports, False))
     deny = spec.default_deny
-    if spec.dns.enabled and deny.egress:
+    everywhere = deny.scope == "Namespace" and deny.egress
+    dns_from = [t for t in spec.tiers if spec.isolates(t, "egress")] if not everywhere else []
+    if spec.dns.enabled and (everywhere or dns_from):
         ns = describe_selector(spec.dns.namespace_selector) if spec.dns.namespace_selector else "this namespace"
         pods = describe_selector(spec.dns.pod_selector) if spec.dns.pod_selector else "{}"
         dns = g.node("dns", f"DNS: pods {pods} in namespaces {ns}", "dns")
-        if deny.scope == "Namespace":
+        if everywhere:
             source = g.node("all", "every pod of the namespace", "peer")
             g.edges.append((source, dns, _ports(spec.dns.ports), True))
-        else:
-            for tier in spec.tiers:
-                g.edges.append((g.nodes[f"tier:{tier.name}"][0], dns, _ports(spec.dns.ports), True))
+        for tier in dns_from:
+            g.edges.append((g.nodes[f"tier:{tier.name}"][0], dns, _ports(spec.dns.ports), True))
     mon = spec.monitoring
-    if mon.enabled and deny.ingress:
+    scraped = [
+        name
+        for name in (mon.tiers if mon.tiers is not None else spec.tier_names())
+        if spec.isolates(next(t for t in spec.tiers if t.name == name), "ingress")
+    ]
+    if mon.enabled and scraped:
         ns = describe_selector(mon.namespace_selector) if mon.namespace_selector else "{}"
         pods = describe_selector(mon.pod_selector) if mon.pod_selector else "{}"
         source = g.node("monitoring", f"monitoring: pods {pods} in namespaces {ns}", "monitoring")
-        for name in mon.tiers if mon.tiers is not None else spec.tier_names():
+        for name in scraped:
             g.edges.append((source, g.nodes[f"tier:{name}"][0], _ports(mon.ports), True))
     return g
 

@@ -113,6 +113,13 @@ selectors = st.fixed_dictionaries({}, optional={"matchLabels": labels, "matchExp
 def ports(draw: st.DrawFn) -> dict[str, Any]:
     port = draw(st.sampled_from(PORTS))
     out: dict[str, Any] = {"port": port}
+    # Mostly a port; sometimes a protocol only (every port of it), a null port, or a range without its start.
+    shape = draw(st.sampled_from(["port"] * 12 + ["protocol", "null", "no-start"]))
+    if shape != "port":
+        out = {"port": None} if shape == "null" else {"protocol": draw(st.sampled_from(["UDP", "TCP", "SCTP"]))}
+        if shape == "no-start":
+            out["endPort"] = 80  # refused: a range needs its first port
+        return out
     if draw(st.integers(0, 5)) == 0:
         out["protocol"] = draw(st.sampled_from(["UDP", "SCTP", "TCP"] * 3 + ["tcp"]))
     if isinstance(port, int | float) and draw(st.integers(0, 3)) == 0:
@@ -123,9 +130,13 @@ def ports(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["tier", "tier", "ipBlock", "anywhere", "pods", "namespaces", "both"]))
+    kind = draw(
+        st.sampled_from(["tier", "tier", "tier", "ipBlock", "anywhere", "pods", "namespaces", "both", "cluster"])
+    )
     if kind == "tier":
         return {"tier": draw(st.sampled_from(tiers))}
+    if kind == "cluster":  # destination only; kubeAPI also without ports
+        return draw(st.sampled_from([{"cloudMetadata": True}, {"kubeAPI": True}, {"kubeAPI": False}]))
     if kind == "anywhere":
         return {"anywhere": True}
     if kind == "ipBlock":
@@ -146,6 +157,10 @@ def endpoints(draw: st.DrawFn, tiers: list[str]) -> dict[str, Any]:
 def topologies(draw: st.DrawFn) -> dict[str, Any]:
     names = draw(st.lists(st.sampled_from(TIER_NAMES), min_size=1, max_size=3, unique=True))
     tiers = [{"name": n, "podSelector": draw(selectors)} for n in names]
+    for tier in tiers:  # per-tier isolation; exempting a tier is refused in scope Namespace
+        isolation = draw(st.sampled_from([None] * 6 + [{"egress": False}, {"ingress": True}, {"ingress": False}]))
+        if isolation is not None:
+            tier["isolation"] = isolation
     flows = []
     for _ in range(draw(st.integers(0, 3))):
         flow: dict[str, Any] = {"from": draw(endpoints(names)), "to": draw(endpoints(names))}
@@ -170,6 +185,12 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
                     {"namespaceSelector": None, "podSelector": None},
                     {"namespaceSelector": None, "podSelector": None, "enabled": False},
                     {"ports": [{"port": 5353, "protocol": "UDP"}]},
+                    {"discover": True, "service": {"namespace": "openshift-dns", "name": "dns-default"}},
+                    {"service": {"namespace": "kube-system", "name": "kube-dns"}},
+                    {"discover": True, "nodeLocal": {"addresses": ["169.254.20.10", "fd00::a"]}},
+                    {"nodeLocal": {"addresses": ["FD00::A"]}},
+                    {"nodeLocal": {"addresses": ["169.254.020.10"]}},
+                    {"nodeLocal": {"addresses": ["::ffff:169.254.20.10"]}},
                 ]
             )
         )

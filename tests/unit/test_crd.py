@@ -15,6 +15,12 @@ pass this validator, and the real API server checks them in the integration suit
 - In/NotIn need values, Exists/DoesNotExist take none; monitoring needs namespaceSelector and ports
 - matchLabels keys are label keys; a matchExpressions key's prefix has at most 253 characters
 - dns.namespaceSelector and dns.podSelector are not both null
+- scope Namespace: no tier exempted from the default-deny (tiers[].isolation false where spec.defaultDeny
+  is true); no flow to (from) pods of the namespace by podSelector alone while ingress (egress) is isolated;
+  no dns.namespaceSelector null while ingress is isolated
+- a port without ``port`` takes no endPort
+- cloudMetadata and kubeAPI are destinations only (true when set), a flow to kubeAPI has no ports;
+  dns.service only with dns.discover; dns.nodeLocal.addresses are IPs in canonical form
 - metadata.name at most 63 characters and without '.' (root rules)
 
 Rejected by the schema's patterns: label values (matchLabels values, matchExpressions values) and
@@ -45,6 +51,7 @@ from apptopology.api.spec import (
     LabelSelector,
     LabelSelectorRequirement,
     Monitoring,
+    NodeLocalDNS,
     Port,
     Tier,
 )
@@ -411,6 +418,7 @@ RULE_SITES: list[tuple[str, type[BaseModel]]] = [
     ("spec.flows[].from.podSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.dns.namespaceSelector.matchExpressions[]", LabelSelectorRequirement),
     ("spec.dns", DNS),
+    ("spec.dns.nodeLocal", NodeLocalDNS),
     ("spec.tiers[].podSelector", LabelSelector),
     ("spec.flows[].from.namespaceSelector", LabelSelector),
     ("spec.flows[].to.podSelector", LabelSelector),
@@ -437,6 +445,7 @@ def test_no_other_cel_rules() -> None:
             LabelSelectorRequirement,
             LabelSelector,
             DNS,
+            NodeLocalDNS,
         )
         for r in _rules(m)
     }
@@ -501,7 +510,7 @@ PARTIAL_SPECS: list[dict[str, Any]] = [
     {"dns": {}},
     {"dns": {"enabled": False}},
     {"dns": {"ports": [{"port": 5353}]}},
-    {"dns": {"namespaceSelector": None}},
+    {"dns": {"namespaceSelector": None}, "defaultDeny": {"scope": "Tiers"}},
     {"dns": {"podSelector": None, "namespaceSelector": {"matchLabels": {"a": "b"}}}},
     {"monitoring": {"enabled": True, "namespaceSelector": {}, "ports": [{"port": 9090}]}},
     {"flows": [{"from": {"tier": "api", "ipBlock": None}, "to": {"anywhere": True}, "ports": [{"port": "http"}]}]},
@@ -531,7 +540,7 @@ def test_defaults_are_there_and_valid() -> None:
 def test_explicit_null_dns_selector_survives() -> None:
     """dns.namespaceSelector: null means "no namespace selector" in the model, not "the default"."""
     assert node_at("spec.dns.namespaceSelector")["nullable"] is True
-    stored, _ = admit(_doc(dns={"namespaceSelector": None}))
+    stored, _ = admit(_doc(dns={"namespaceSelector": None}, defaultDeny={"scope": "Tiers"}))
     assert stored["spec"]["dns"]["namespaceSelector"] is None
     assert parse_topology(stored).spec.dns.namespace_selector is None
 

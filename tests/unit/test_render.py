@@ -146,6 +146,59 @@ def test_scope_and_isolation_combinations(scope: str, ingress: bool, egress: boo
         assert policies["shop.default-deny"]["spec"] == {"podSelector": {}, "policyTypes": types}
 
 
+def test_per_tier_isolation_in_scope_tiers() -> None:
+    tiers = [
+        TIERS[0],
+        {**TIERS[1], "isolation": {"egress": False}},
+        {**TIERS[2], "isolation": {"ingress": False, "egress": False}},
+    ]
+    flows = [
+        {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}]},
+        {"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]},
+    ]
+    policies = by_name(topo(tiers=tiers, flows=flows, defaultDeny={"scope": "Tiers"}))
+    # db isolates nothing: no policy (any policy selecting it would isolate it); api: ingress only, and its
+    # flow to db is no rule (its egress is open).
+    assert list(policies) == ["shop.tier-web", "shop.tier-api"]
+    api = policies["shop.tier-api"]
+    assert api["spec"] == {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
+        ],
+    }
+    assert "isolate ingress; accept tier web" in api["metadata"]["annotations"]["apptopology.io/description"]
+    web = policies["shop.tier-web"]["spec"]
+    assert web["policyTypes"] == ["Ingress", "Egress"] and len(web["egress"]) == 2  # api, and DNS
+
+
+def test_per_tier_isolation_adds_to_the_namespace_default_deny() -> None:
+    """Scope Namespace, egress open: a tier isolated for egress carries its isolation and DNS itself."""
+    tiers = [TIERS[0], {**TIERS[1], "isolation": {"egress": True}}, TIERS[2]]
+    flows = [{"from": {"tier": "api"}, "to": {"tier": "db"}, "ports": [{"port": 5432}]}]
+    policies = by_name(topo(tiers=tiers, flows=flows, defaultDeny={"egress": False}))
+    assert list(policies) == ["shop.default-deny", "shop.tier-api", "shop.tier-db"]
+    assert policies["shop.default-deny"]["spec"]["policyTypes"] == ["Ingress"]
+    api = policies["shop.tier-api"]
+    assert api["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in api["spec"]
+    assert [r["to"][0] for r in api["spec"]["egress"]] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        },
+        {"podSelector": {"matchLabels": {"app": "db"}}},
+    ]
+    text = api["metadata"]["annotations"]["apptopology.io/description"]
+    assert text.startswith("Topology shop, tier api: isolate egress; reach tier db on TCP/5432; reach DNS")
+    # An added isolation without any rule still needs its policy.
+    policies = by_name(topo(tiers=tiers, flows=[], defaultDeny={"egress": False}, dns={"enabled": False}))
+    assert policies["shop.tier-api"]["spec"] == {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+
+
 def test_rules_are_merged_and_deduplicated() -> None:
     flows = [
         {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 8080}, {"port": 8080}]},
@@ -173,6 +226,104 @@ def test_all_ports_absorbs_specific_ports_and_anywhere_absorbs_peers() -> None:
         {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}
     ]
     assert policies["shop.tier-db"]["spec"]["ingress"] == [{"ports": [{"port": 1, "protocol": "TCP"}]}]
+
+
+def test_protocol_only_port_absorbs_narrower_ports_of_its_protocol() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}]},
+        {
+            "from": {"tier": "web"},
+            "to": {"tier": "api"},
+            "ports": [{"protocol": "UDP"}, {"port": "dns", "protocol": "UDP"}],
+        },
+        {"from": {"tier": "db"}, "to": {"tier": "api"}, "ports": [{"port": 53, "protocol": "UDP"}]},
+    ]
+    policies = by_name(topo(tiers=TIERS, flows=flows))
+    # web: all of UDP absorbs UDP/53 and the named UDP port, not TCP/80; db keeps its one port.
+    assert policies["shop.tier-api"]["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+            "ports": [{"port": 80, "protocol": "TCP"}, {"protocol": "UDP"}],
+        },
+        {"from": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 53, "protocol": "UDP"}]},
+    ]
+    assert policies["shop.tier-web"]["spec"]["egress"][0]["ports"] == [
+        {"port": 80, "protocol": "TCP"},
+        {"protocol": "UDP"},
+    ]
+    text = policies["shop.tier-api"]["metadata"]["annotations"]["apptopology.io/description"]
+    assert "accept tier web on UDP/all;" in text and "UDP/dns" not in text
+
+
+def test_every_protocol_is_not_all_ports() -> None:
+    """TCP, UDP and SCTP each whole stay three entries: no ``ports`` would also admit other protocols (ICMP)."""
+    ports = [{"protocol": "TCP"}, {"protocol": "UDP"}, {"protocol": "SCTP"}]
+    policies = by_name(topo(tiers=TIERS, flows=[{"from": {"tier": "web"}, "to": {"tier": "api"}, "ports": ports}]))
+    assert policies["shop.tier-api"]["spec"]["ingress"][0]["ports"] == [
+        {"protocol": "SCTP"},
+        {"protocol": "TCP"},
+        {"protocol": "UDP"},
+    ]
+
+
+def test_protocol_only_dns_ports() -> None:
+    policies = by_name(topo(tiers=TIERS, dns={"ports": [{"protocol": "UDP"}, {"port": 53, "protocol": "UDP"}]}))
+    assert policies["shop.allow-dns"]["spec"]["egress"][0]["ports"] == [{"protocol": "UDP"}]
+
+
+ANYWHERE_EGRESS = [
+    {"namespaceSelector": {}},
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+    {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}},
+]
+METADATA_PEERS = [{"ipBlock": {"cidr": "169.254.169.254/32"}}, {"ipBlock": {"cidr": "fd00:ec2::254/128"}}]
+
+
+def test_anywhere_egress_leaves_out_the_cloud_metadata_service() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"anywhere": True}, "ports": [{"port": 443}]},
+        {"from": {"anywhere": True}, "to": {"tier": "web"}, "ports": [{"port": 443}]},
+    ]
+    web = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))["shop.tier-web"]
+    assert web["spec"]["egress"] == [{"to": ANYWHERE_EGRESS, "ports": [{"port": 443, "protocol": "TCP"}]}]
+    assert web["spec"]["ingress"] == [{"ports": [{"port": 443, "protocol": "TCP"}]}]  # any source, as before
+    text = web["metadata"]["annotations"]["apptopology.io/description"]
+    assert "reach anywhere except the cloud metadata service (169.254.169.254/32, fd00:ec2::254/128) on TCP/443" in text
+
+
+def test_cloud_metadata_only_where_named() -> None:
+    flows = [
+        {"from": {"tier": "web"}, "to": {"anywhere": True}},
+        {"from": {"tier": "api"}, "to": {"cloudMetadata": True}, "ports": [{"port": 80}]},
+        {"from": {"tier": "db"}, "to": {"anywhere": True}, "ports": [{"port": 80}]},
+        {"from": {"tier": "db"}, "to": {"cloudMetadata": True}, "ports": [{"port": 80}]},
+    ]
+    policies = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))
+    assert policies["shop.tier-web"]["spec"]["egress"] == [{"to": ANYWHERE_EGRESS}]
+    assert policies["shop.tier-api"]["spec"]["egress"] == [
+        {"to": METADATA_PEERS, "ports": [{"port": 80, "protocol": "TCP"}]}
+    ]
+    # Both on the same ports: one rule, anywhere's three peers and the metadata addresses.
+    assert policies["shop.tier-db"]["spec"]["egress"] == [
+        {"to": ANYWHERE_EGRESS + METADATA_PEERS, "ports": [{"port": 80, "protocol": "TCP"}]}
+    ]
+
+
+def test_anywhere_egress_absorbs_the_peers_inside_it_only() -> None:
+    inside = [{"tier": "api"}, {"namespaceSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    inside.append({"ipBlock": {"cidr": "169.254.0.0/16", "except": ["169.254.169.0/24"]}})
+    outside = [{"ipBlock": {"cidr": "169.254.0.0/16"}}, {"ipBlock": {"cidr": "fd00::/8"}}, {"cloudMetadata": True}]
+    flows = [
+        {"from": {"tier": "web"}, "to": to, "ports": [{"port": 80}]} for to in [{"anywhere": True}, *inside, *outside]
+    ]
+    (rule,) = by_name(topo(tiers=TIERS, flows=flows, dns={"enabled": False}))["shop.tier-web"]["spec"]["egress"]
+    assert rule["to"] == [
+        *ANYWHERE_EGRESS,
+        {"ipBlock": {"cidr": "169.254.0.0/16"}},
+        {"ipBlock": {"cidr": "169.254.169.254/32"}},
+        {"ipBlock": {"cidr": "fd00::/8"}},
+        {"ipBlock": {"cidr": "fd00:ec2::254/128"}},
+    ]
 
 
 def test_labels_names_annotation() -> None:

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 
 from apptopology.analysis import verify
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.evaluator import Evaluator, External, Pod, PortSet
+from apptopology.api.validation import InvalidTopology, model_issues, parse_topology
+from apptopology.documents import load_documents, load_topologies
+from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet
 from apptopology.intent import Intent, synthesize
 from apptopology.render import render
-from shared import example_documents
+from shared import ROOT, example_documents
 from strategies import topologies
 
 
@@ -95,6 +96,129 @@ def test_concrete_connectivity_of_three_tiers() -> None:
     dns = pods["dns-pod"]
     for tier in (web, api, db):
         assert evaluator.allowed(tier, dns) == PortSet.of("UDP", 53).union(PortSet.of("TCP", 53))
+
+
+def test_the_guides_three_tier_policies_are_exactly_the_guide_example() -> None:
+    """examples/three-tier-guide.yaml says what the guide's hand-written policies do, nothing more or less;
+    examples/three-tier.yaml differs in the database's egress and in DNS."""
+    guide = [d.data for d in load_documents([str(ROOT / "tests/cases/guide-three-tier.yaml")])]
+    (exact,) = load_topologies([str(ROOT / "examples/three-tier-guide.yaml")])
+    assert differences(exact, copy.deepcopy(guide)) == []
+    (ours,) = load_topologies([str(ROOT / "examples/three-tier.yaml")])
+    found = differences(ours, copy.deepcopy(guide))
+    assert any(line.startswith("shop: extra   database -> ") for line in found)
+    assert any("TCP/53" in line and "missing" in line for line in found)
+    # And the guide's database policy given Egress too (the mistake the override avoids) is caught.
+    closed = copy.deepcopy(guide)
+    closed[2]["spec"]["policyTypes"] = ["Ingress", "Egress"]
+    assert any(line.startswith("shop-guide: missing database -> ") for line in differences(exact, closed))
+
+
+def test_a_pod_in_two_tiers_is_isolated_by_either_and_gets_the_isolating_tiers_flows() -> None:
+    """web is isolated for egress and api is not; a pod in both is isolated (one selecting policy isolates)
+    and only web's egress flows reach it: api's flows are no rules, since api's own pods are open."""
+    topology = shop(
+        defaultDeny={"scope": "Tiers"},
+        tiers=[
+            {"name": "web", "podSelector": {"matchLabels": {"app": "web"}}},
+            {"name": "api", "podSelector": {"matchLabels": {"role": "api"}}, "isolation": {"egress": False}},
+        ],
+        flows=[
+            {"from": {"tier": "web"}, "to": {"ipBlock": {"cidr": "203.0.113.0/24"}}, "ports": [{"port": 443}]},
+            {"from": {"tier": "api"}, "to": {"ipBlock": {"cidr": "203.0.113.0/24"}}, "ports": [{"port": 80}]},
+        ],
+    )
+    both = Pod("prod", "both", {"app": "web", "role": "api"})
+    api_only = Pod("prod", "api-only", {"role": "api"})
+    inventory = Inventory((), (both, api_only), (External("203.0.113.7/32"),))
+    evaluator = Evaluator(render(topology), inventory)
+    outside = inventory.externals[0]
+    assert evaluator.allowed(both, outside) == PortSet.of("TCP", 443)
+    assert evaluator.allowed(api_only, outside).is_all
+    assert verify(topology, render(topology), inventory) == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies(refusable=True))
+def test_refused_same_namespace_peers_are_exactly_the_flows_that_could_never_work(doc: dict[str, Any]) -> None:
+    """The refusal and the intent agree: a flow to (from) pods of the namespace by podSelector alone is refused
+    in scope Namespace exactly when, for those pods (in no tier), the intent allows nothing of it; when it is
+    accepted, the intent allows the declared ports to them."""
+    try:
+        model = AppTopology.model_validate(copy.deepcopy(doc))
+    except ValueError:
+        return
+    refused = {i.path for i in model_issues(model)}
+    intent = Intent(model)
+    inventory = synthesize(model)
+    for i, flow in enumerate(model.spec.flows):
+        for side, peer, other in (("to", flow.to, flow.from_), ("from", flow.from_, flow.to)):
+            if peer.pod_selector is None or peer.namespace_selector is not None:
+                continue
+            loose = [p for p in inventory.pods if intent.matches(peer, p, inventory) and not intent.tiers_of(p)]
+            # The tier side's pods in that tier only: a pod in several tiers follows the isolating ones.
+            partners = [e for e in inventory.pods if intent.tiers_of(e) == [other.tier]]
+            pairs = [(q, p) if side == "to" else (p, q) for p in loose for q in partners if q != p]
+            if f"spec.flows[{i}].{side}.podSelector" in refused:
+                assert all(intent.allowed(a, b, inventory).is_empty for a, b in pairs)
+            else:
+                for a, b in pairs:
+                    declared = Intent.ports(flow.ports, b)
+                    assert declared.difference(intent.allowed(a, b, inventory)).is_empty
+
+
+def test_same_namespace_peer_refusal_messages() -> None:
+    flows = [
+        {"from": {"tier": "api"}, "to": {"podSelector": {"matchLabels": {"app": "redis"}}}},
+        {"from": {"podSelector": {"matchLabels": {"app": "job"}}}, "to": {"tier": "api"}},
+        {"from": {"tier": "api"}, "to": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "x"}}}},
+    ]
+    with pytest.raises(InvalidTopology) as info:
+        shop(flows=flows)
+    issues = {i.path: i.message for i in info.value.issues}
+    assert set(issues) == {"spec.flows[0].to.podSelector", "spec.flows[1].from.podSelector"}
+    assert issues["spec.flows[0].to.podSelector"].startswith(
+        "pods {app=redis} of this namespace are isolated for ingress by this topology's own default-deny"
+    )
+    assert "tiers: [{name: NAME, podSelector: {app=redis}}]" in issues["spec.flows[0].to.podSelector"]
+    assert "spec.defaultDeny.scope: Tiers" in issues["spec.flows[1].from.podSelector"]
+    # Where the direction is open, or in scope Tiers, the peer is not isolated by the topology: accepted.
+    shop(flows=flows[:1], defaultDeny={"ingress": False})
+    shop(flows=flows[1:2], defaultDeny={"egress": False})
+    shop(flows=flows, defaultDeny={"scope": "Tiers"})
+    with pytest.raises(InvalidTopology) as info:
+        shop(dns={"namespaceSelector": None})
+    assert [i.path for i in info.value.issues] == ["spec.dns.namespaceSelector"]
+    shop(dns={"namespaceSelector": None}, defaultDeny={"ingress": False})
+
+
+def test_anywhere_egress_is_every_destination_but_the_metadata_service() -> None:
+    """Evaluated: web reaches pods of any namespace and any address, never 169.254.169.254 or fd00:ec2::254;
+    api names the metadata service (GKE: its DNS on 169.254.169.254:53) and reaches it on that port only."""
+    topology = shop(
+        flows=[
+            {"from": {"tier": "web"}, "to": {"anywhere": True}},
+            {"from": {"tier": "api"}, "to": {"cloudMetadata": True}, "ports": [{"port": 53, "protocol": "UDP"}]},
+        ],
+        dns={"enabled": False},
+        defaultDeny={"ingress": False},
+    )
+    far = Pod("elsewhere", "far", {"x": "y"}, ip="10.1.2.3")
+    externals = tuple(External(a) for a in ("169.254.169.254/32", "fd00:ec2::254/128", "169.254.169.253/32"))
+    web, api = Pod("prod", "web", {"app": "web"}), Pod("prod", "api", {"app": "api"})
+    inventory = Inventory((), (web, api, far), (*externals, External("0.0.0.0/0"), External("::/0")))
+    evaluator = Evaluator(render(topology), inventory)
+    metadata4, metadata6, neighbour = externals
+    assert evaluator.allowed(web, far).is_all and evaluator.allowed(web, neighbour).is_all
+    assert evaluator.allowed(web, metadata4).is_empty and evaluator.allowed(web, metadata6).is_empty
+    assert evaluator.allowed(api, metadata4) == PortSet.of("UDP", 53)
+    assert evaluator.allowed(api, neighbour).is_empty
+    assert verify(topology, render(topology), inventory) == []
+    # The classic mistake, egress to anywhere as a rule without `to`, is caught on the synthesized inventory.
+    policies = render(topology)
+    _policy(policies, "shop.tier-web")["spec"]["egress"] = [{}]
+    found = differences(topology, policies)
+    assert found and all("extra" in line and "cloud metadata" in line for line in found), found
 
 
 # Mutations: each classic mistake must be reported by verify. ----------------------------------------

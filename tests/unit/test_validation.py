@@ -70,7 +70,7 @@ def test_all_issues_of_a_document_are_reported_at_once() -> None:
     assert {"spec.flowz", "spec.flows[0].from.tier", "spec.flows[0].ports[0].port"} <= paths
 
 
-@pytest.mark.parametrize("port", [True, 1.5, None, [80], "080", "8080"])
+@pytest.mark.parametrize("port", [True, 1.5, [80], "080", "8080"])
 def test_port_types(port: Any) -> None:
     with pytest.raises(InvalidTopology):
         parse_topology(base(flows=[{"from": {"anywhere": True}, "to": {"tier": "api"}, "ports": [{"port": port}]}]))
@@ -79,6 +79,37 @@ def test_port_types(port: Any) -> None:
 @pytest.mark.parametrize("port", [1, 65535, "http", "metrics", "a1", "h2c-web"])
 def test_valid_ports(port: Any) -> None:
     parse_topology(base(flows=[{"from": {"anywhere": True}, "to": {"tier": "api"}, "ports": [{"port": port}]}]))
+
+
+@pytest.mark.parametrize(
+    ("entry", "k8s"),
+    [
+        ({"protocol": "UDP"}, {"protocol": "UDP"}),
+        ({"protocol": "SCTP"}, {"protocol": "SCTP"}),
+        # As in NetworkPolicy: the protocol defaults to TCP, and the API server drops a null port.
+        ({}, {"protocol": "TCP"}),
+        ({"port": None, "protocol": "UDP"}, {"protocol": "UDP"}),
+    ],
+)
+def test_protocol_only_ports(entry: dict[str, Any], k8s: dict[str, Any]) -> None:
+    t = parse_topology(base(flows=[{"from": {"anywhere": True}, "to": {"tier": "api"}, "ports": [entry]}]))
+    port = t.spec.flows[0].ports[0]  # type: ignore[index]
+    assert port.port is None and port.whole_protocol and port.to_k8s() == k8s
+    assert port.label() == f"{k8s['protocol']}/all"
+
+
+def test_end_port_needs_a_port() -> None:
+    with pytest.raises(InvalidTopology) as info:
+        parse_topology(
+            base(
+                flows=[
+                    {"from": {"anywhere": True}, "to": {"tier": "api"}, "ports": [{"protocol": "UDP", "endPort": 9}]}
+                ]
+            )
+        )
+    assert [(i.path, i.message) for i in info.value.issues] == [
+        ("spec.flows[0].ports[0].endPort", "requires a port (the first port of the range)")
+    ]
 
 
 @pytest.mark.parametrize("cidr", ["10.0.0.0/8", "10.1.2.3/32", "2001:db8::/32", "::/0", "0.0.0.0/0"])
@@ -241,7 +272,7 @@ def test_integral_numbers_are_ports_as_for_the_api_server() -> None:
 
 def test_one_null_dns_selector_is_fine_both_are_not() -> None:
     parse_topology(base(dns={"podSelector": None}))
-    parse_topology(base(dns={"namespaceSelector": None}))
+    parse_topology(base(dns={"namespaceSelector": None}, defaultDeny={"scope": "Tiers"}))
     with pytest.raises(InvalidTopology) as info:
         parse_topology(base(dns={"podSelector": None, "namespaceSelector": None}))
     assert info.value.issues[0].path == "spec.dns"

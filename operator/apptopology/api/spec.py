@@ -16,7 +16,16 @@ import re
 import reprlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 API_GROUP = "apptopology.io"
 API_VERSION = "v1alpha1"
@@ -135,6 +144,20 @@ def check_port_name(name: str) -> str | None:
             f"port {quote(name)} is not a valid named port (IANA service name: lowercase letters, digits and "
             "'-', at most 15 characters, at least one letter, no leading, trailing or double '-')"
         )
+    return None
+
+
+def check_ip(value: str) -> str | None:
+    """Return why ``value`` is not a single IP address in canonical form (as CEL's ``string(ip(x)) == x``), or
+    None: no leading zeros, zones or IPv4-mapped IPv6, IPv6 in lowercase, compressed."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return f"address {quote(value)} is not an IP address (e.g. 169.254.20.10 or fd00::10)"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"address {quote(value)} must not be an IPv4-mapped IPv6 address; write the IPv4 address"
+    if str(ip) != value:
+        return f"address {quote(value)} is not in canonical form: write {ip}"
     return None
 
 
@@ -299,13 +322,15 @@ def _integral(value: Any) -> Any:
 
 
 class Port(_Strict):
-    """A destination port. Without any ports a flow allows all ports and protocols."""
+    """A destination port. Without any ports a flow allows all ports and protocols; an entry with only a
+    protocol ({protocol: UDP}) allows every port of that protocol, as in NetworkPolicy."""
 
-    port: int | str = Field(
+    port: int | str | None = Field(
+        default=None,
         # maxLength bounds the cost of the CEL regex below (IANA names have at most 15 characters).
         json_schema_extra={"x-kubernetes-int-or-string": True, "maxLength": 15},
         description="Port number (1-65535), or a named port (IANA service name such as 'http') that is "
-        "resolved on the destination pod's container ports.",
+        "resolved on the destination pod's container ports. Omitted: every port of the protocol.",
     )
     protocol: Literal["TCP", "UDP", "SCTP"] = Field(default="TCP", description="TCP (default), UDP or SCTP.")
     end_port: StrictInt | None = Field(
@@ -319,15 +344,15 @@ class Port(_Strict):
     model_config = ConfigDict(
         json_schema_extra=_extra(
             _cel(
-                "type(self.port) == int ? (self.port >= 1 && self.port <= 65535)"
+                "!has(self.port) || (type(self.port) == int ? (self.port >= 1 && self.port <= 65535)"
                 " : self.port.matches('" + IANA_SVC_NAME + "') && self.port.matches('[a-z]')"
-                " && !self.port.contains('--')",
+                " && !self.port.contains('--'))",
                 "port must be a number 1-65535 or an IANA service name (lowercase letters, digits and '-', "
                 "at most 15 characters, at least one letter)",
                 ".port",
             ),
             _cel(
-                "!has(self.endPort) || (type(self.port) == int && self.endPort >= self.port)",
+                "!has(self.endPort) || (has(self.port) && type(self.port) == int && self.endPort >= self.port)",
                 "endPort requires a numeric port and must be >= port",
                 ".endPort",
             ),
@@ -336,8 +361,10 @@ class Port(_Strict):
 
     @field_validator("port", mode="before")
     @classmethod
-    def _port(cls, v: Any) -> int | str:
+    def _port(cls, v: Any) -> int | str | None:
         v = _integral(v)
+        if v is None:  # the API server drops a null port: every port of the protocol
+            return None
         if isinstance(v, bool) or not isinstance(v, int | str):
             raise ValueError(f"port must be a number 1-65535 or a port name, not {quote(v)}")
         if isinstance(v, int):
@@ -357,28 +384,48 @@ class Port(_Strict):
     @model_validator(mode="after")
     def _end_port(self) -> Port:
         if self.end_port is not None:
+            if self.port is None:
+                raise ValueError("endPort: requires a port (the first port of the range)")
             if not isinstance(self.port, int):
                 raise ValueError("endPort: requires a numeric port, not a named port")
             if self.end_port < self.port:
                 raise ValueError(f"endPort: {self.end_port} must be >= port {self.port}")
         return self
 
+    @property
+    def whole_protocol(self) -> bool:
+        """Every port of the protocol (no ``port``)."""
+        return self.port is None
+
     def key(self) -> tuple[str, int, str, int]:
-        """Sort and dedup key: protocol, then numeric ports before names."""
+        """Sort and dedup key: protocol, then the whole protocol, numeric ports, names."""
+        if self.port is None:
+            return (self.protocol, 0, "", 0)
         if isinstance(self.port, int):
-            return (self.protocol, 0, f"{self.port:05d}", self.end_port or 0)
-        return (self.protocol, 1, self.port, 0)
+            return (self.protocol, 1, f"{self.port:05d}", self.end_port or 0)
+        return (self.protocol, 2, self.port, 0)
 
     def to_k8s(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"port": self.port, "protocol": self.protocol}
+        out: dict[str, Any] = {} if self.port is None else {"port": self.port}
+        out["protocol"] = self.protocol
         if self.end_port is not None:
             out["endPort"] = self.end_port
         return out
 
     def label(self) -> str:
-        """Human form used in descriptions: ``TCP/8080``, ``TCP/8000-8100``, ``TCP/http``."""
+        """Human form used in descriptions: ``TCP/8080``, ``TCP/8000-8100``, ``TCP/http``, ``UDP/all``."""
+        if self.port is None:
+            return f"{self.protocol}/all"
         rng = f"{self.port}-{self.end_port}" if self.end_port is not None else f"{self.port}"
         return f"{self.protocol}/{rng}"
+
+
+def minimal_ports(ports: list[Port]) -> list[Port]:
+    """``ports`` deduplicated and sorted, a whole-protocol entry absorbing the narrower entries of its protocol
+    (named ones too: a named port resolves to a port of its protocol)."""
+    whole = {p.protocol for p in ports if p.port is None}
+    unique = {p.key(): p for p in ports if p.port is None or p.protocol not in whole}
+    return sorted(unique.values(), key=Port.key)
 
 
 class IPBlock(_Strict):
@@ -444,14 +491,39 @@ class IPBlock(_Strict):
         return out
 
 
+# The instance metadata service of the cloud providers (AWS, GCP, Azure, OpenStack...: 169.254.169.254;
+# AWS over IPv6: fd00:ec2::254). It hands out the node's credentials, so `anywhere` egress leaves it out.
+KUBE_API_SOURCE = "kubeAPI is a destination only (for webhooks the API server calls, use an ipBlock)"
+KUBE_API_PORTS = "a flow to kubeAPI takes no ports: the API server's ports come from the cluster"
+ENDPOINT_KINDS = "tier, ipBlock, anywhere, cloudMetadata, kubeAPI, or namespaceSelector/podSelector"
+CLOUD_METADATA = ("169.254.169.254/32", "fd00:ec2::254/128")
+
+
 class Endpoint(_Strict):
-    """One side of a flow. Exactly one kind: a tier, an ipBlock, anywhere, or a cluster peer given by
-    namespaceSelector and/or podSelector."""
+    """One side of a flow. Exactly one kind: a tier, an ipBlock, anywhere, cloudMetadata, or a cluster peer
+    given by namespaceSelector and/or podSelector."""
 
     tier: str | None = Field(default=None, max_length=63, description="A tier declared in spec.tiers.")
     ip_block: IPBlock | None = Field(default=None, alias="ipBlock", description="An IP range (CIDR).")
     anywhere: StrictBool | None = Field(
-        default=None, description="true: any source or destination, inside or outside the cluster."
+        default=None,
+        description="true: any source or destination, inside or outside the cluster; as a destination, "
+        "except the cloud instance metadata addresses (169.254.169.254, fd00:ec2::254), which only "
+        "cloudMetadata opens.",
+    )
+    cloud_metadata: StrictBool | None = Field(
+        default=None,
+        alias="cloudMetadata",
+        description="true: the cloud instance metadata service, 169.254.169.254/32 and fd00:ec2::254/128 "
+        "(destination only). It serves the node's credentials, so anywhere leaves it out; name it here "
+        "only for the pods that need it.",
+    )
+    kube_api: StrictBool | None = Field(
+        default=None,
+        alias="kubeAPI",
+        description="true: the Kubernetes API server (destination only, without ports): the addresses of the "
+        "default/kubernetes EndpointSlices on their ports, and the Service's ClusterIP on its port, as /32 and "
+        "/128 ipBlocks. Resolved in the cluster (the operator, render --cluster); rendered offline, no peer.",
     )
     namespace_selector: LabelSelector | None = Field(
         default=None,
@@ -470,10 +542,17 @@ class Endpoint(_Strict):
         json_schema_extra=_extra(
             _cel(
                 "(has(self.tier) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.anywhere) ? 1 : 0)"
+                " + (has(self.cloudMetadata) ? 1 : 0) + (has(self.kubeAPI) ? 1 : 0)"
                 " + ((has(self.namespaceSelector) || has(self.podSelector)) ? 1 : 0) == 1",
-                "exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set",
+                f"exactly one of {ENDPOINT_KINDS} must be set",
             ),
             _cel("!has(self.anywhere) || self.anywhere", "anywhere must be true when set", ".anywhere"),
+            _cel(
+                "!has(self.cloudMetadata) || self.cloudMetadata",
+                "cloudMetadata must be true when set",
+                ".cloudMetadata",
+            ),
+            _cel("!has(self.kubeAPI) || self.kubeAPI", "kubeAPI must be true when set", ".kubeAPI"),
         )
     )
 
@@ -485,6 +564,8 @@ class Endpoint(_Strict):
                 ("tier", self.tier is not None),
                 ("ipBlock", self.ip_block is not None),
                 ("anywhere", self.anywhere is not None),
+                ("cloudMetadata", self.cloud_metadata is not None),
+                ("kubeAPI", self.kube_api is not None),
                 (
                     "namespaceSelector/podSelector",
                     self.namespace_selector is not None or self.pod_selector is not None,
@@ -494,11 +575,13 @@ class Endpoint(_Strict):
         ]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(
-                f"exactly one of tier, ipBlock, anywhere, or namespaceSelector/podSelector must be set (found: {found})"
-            )
+            raise ValueError(f"exactly one of {ENDPOINT_KINDS} must be set (found: {found})")
         if self.anywhere is False:
             raise ValueError("anywhere must be true when set (remove it to choose another endpoint)")
+        if self.cloud_metadata is False:
+            raise ValueError("cloudMetadata must be true when set (remove it to choose another endpoint)")
+        if self.kube_api is False:
+            raise ValueError("kubeAPI must be true when set (remove it to choose another endpoint)")
         return self
 
     def describe(self) -> str:
@@ -512,6 +595,10 @@ class Endpoint(_Strict):
             return out
         if self.anywhere:
             return "anywhere"
+        if self.cloud_metadata:
+            return "the cloud metadata service (" + ", ".join(CLOUD_METADATA) + ")"
+        if self.kube_api:
+            return "the Kubernetes API"
         parts = []
         if self.pod_selector is not None:
             parts.append("pods " + describe_selector(self.pod_selector))
@@ -536,6 +623,22 @@ def describe_selector(sel: LabelSelector) -> str:
     return "{" + ",".join(terms) + "}"
 
 
+Direction = Literal["ingress", "egress"]
+
+
+class TierIsolation(_Strict):
+    """Per-tier override of spec.defaultDeny's directions. Unset directions follow spec.defaultDeny. In scope
+    Namespace a tier can only add isolation (every pod of the namespace is already isolated in the directions
+    of spec.defaultDeny); in scope Tiers it may also leave a direction open."""
+
+    ingress: StrictBool | None = Field(
+        default=None, description="Isolate the tier's incoming traffic (default: spec.defaultDeny.ingress)."
+    )
+    egress: StrictBool | None = Field(
+        default=None, description="Isolate the tier's outgoing traffic (default: spec.defaultDeny.egress)."
+    )
+
+
 class Tier(_Strict):
     """A named group of the application's pods."""
 
@@ -548,6 +651,11 @@ class Tier(_Strict):
     pod_selector: LabelSelector = Field(
         alias="podSelector",
         description="The tier's pods in this namespace (a standard label selector; {} = every pod of the namespace).",
+    )
+    isolation: TierIsolation | None = Field(
+        default=None,
+        description="Which directions of this tier are isolated, where they differ from spec.defaultDeny (e.g. "
+        "a database isolated for ingress only: {egress: false}, in scope Tiers).",
     )
 
 
@@ -570,7 +678,14 @@ class Flow(_Strict):
             _cel(
                 "has(self.from.tier) || has(self.to.tier)",
                 "a flow needs at least one tier endpoint (from.tier or to.tier)",
-            )
+            ),
+            _cel(
+                "!has(self.from.cloudMetadata)",
+                "cloudMetadata is a destination only (the metadata service opens no connections)",
+                ".from.cloudMetadata",
+            ),
+            _cel("!has(self.from.kubeAPI)", KUBE_API_SOURCE, ".from.kubeAPI"),
+            _cel("!has(self.to.kubeAPI) || !has(self.ports) || size(self.ports) == 0", KUBE_API_PORTS, ".ports"),
         )
     )
 
@@ -593,6 +708,14 @@ class DefaultDeny(_Strict):
     egress: StrictBool = Field(default=True, description="Isolate outgoing traffic.")
 
 
+NAMESPACE_EXEMPTION = (
+    "in scope Namespace every pod of the namespace is isolated in the directions of spec.defaultDeny, so a tier "
+    "cannot be exempted (isolation false): use scope Tiers, or turn the direction off in spec.defaultDeny and "
+    "isolate the tiers that need it"
+)
+
+DNS_SERVICE_WITHOUT_DISCOVER = "service is followed only with discover: true"
+
 DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
 DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
 
@@ -601,10 +724,68 @@ def _dns_ports() -> list[Port]:
     return [Port(port=53, protocol="UDP"), Port(port=53, protocol="TCP")]
 
 
+class ServiceRef(_Strict):
+    """A Service by namespace and name."""
+
+    namespace: str = Field(max_length=63, pattern=DNS1123_LABEL, description="The Service's namespace.")
+    name: str = Field(max_length=63, pattern=DNS1123_LABEL, description="The Service's name.")
+
+
+MAX_NODE_LOCAL = 8
+
+
+def _valid_ip(value: str) -> str:
+    problem = check_ip(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class NodeLocalDNS(_Strict):
+    """NodeLocal DNSCache: a DNS cache on every node, on a node-local address that pods query instead of
+    the DNS Service."""
+
+    addresses: list[Annotated[str, Field(max_length=39), AfterValidator(_valid_ip)]] = Field(
+        min_length=1,
+        max_length=MAX_NODE_LOCAL,
+        description="The cache's addresses, rendered as /32 or /128 ipBlocks on the DNS ports (with discover "
+        "and without this field: the addresses of the cluster's node-local-dns DaemonSet, or 169.254.20.10).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_extra(
+            _cel(
+                "self.addresses.all(a, isIP(a) && string(ip(a)) == a)",
+                "every address must be an IP address in canonical form, such as 169.254.20.10 or fd00::10 "
+                "(no leading zeros, zones or IPv4-mapped IPv6)",
+                ".addresses",
+            )
+        )
+    )
+
+
 class DNS(_Strict):
     """DNS egress for isolated pods. Without it, name resolution fails as soon as egress is isolated."""
 
     enabled: StrictBool = Field(default=True, description="Allow DNS egress (only emitted when egress is isolated).")
+    discover: StrictBool = Field(
+        default=False,
+        description="Follow the cluster: the DNS peer is the pods of the DNS Service (service, or else "
+        "kube-system/kube-dns, then openshift-dns/dns-default) on its target ports, plus NodeLocal DNSCache "
+        "when it runs. Resolved by the operator and render --cluster; offline, and when no such Service is "
+        "found, namespaceSelector, podSelector and ports below apply.",
+    )
+    service: ServiceRef | None = Field(
+        default=None,
+        description="The DNS Service to follow with discover (default: kube-system/kube-dns, then "
+        "openshift-dns/dns-default).",
+    )
+    node_local: NodeLocalDNS | None = Field(
+        default=None,
+        alias="nodeLocal",
+        description="NodeLocal DNSCache addresses to allow on the DNS ports, always (discover finds them "
+        "in the cluster without this field).",
+    )
     namespace_selector: LabelSelector | None = Field(
         default_factory=lambda: LabelSelector.model_validate(DNS_DEFAULT_NS),
         alias="namespaceSelector",
@@ -631,11 +812,14 @@ class DNS(_Strict):
                 "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "
                 "Kubernetes refuses (namespaceSelector: {} means every namespace)",
             ),
+            _cel("!has(self.service) || self.discover", DNS_SERVICE_WITHOUT_DISCOVER, ".service"),
         )
     )
 
     @model_validator(mode="after")
     def _a_peer(self) -> DNS:
+        if self.service is not None and not self.discover:
+            raise ValueError(f"service: {DNS_SERVICE_WITHOUT_DISCOVER}")
         if self.namespace_selector is None and self.pod_selector is None:
             raise ValueError(
                 "namespaceSelector and podSelector cannot both be null: the DNS peer would be empty, which "
@@ -735,11 +919,40 @@ class AppTopologySpec(_Strict):
                 "monitoring.tiers must name tiers declared in spec.tiers",
                 ".monitoring.tiers",
             ),
+            _cel(
+                "self.defaultDeny.scope != 'Namespace' || !has(self.flows) || self.flows.all(f, "
+                "(!self.defaultDeny.ingress || has(f.to.namespaceSelector) || !has(f.to.podSelector)) && "
+                "(!self.defaultDeny.egress || has(f.from.namespaceSelector) || !has(f.from.podSelector)))",
+                "in scope Namespace, pods of this namespace chosen by podSelector alone are isolated by the "
+                "topology's own default-deny and only tiers get rules, so a flow to or from them in an isolated "
+                "direction could never work: declare them as a tier and use the tier, or use scope Tiers",
+                ".flows",
+            ),
+            _cel(
+                "self.defaultDeny.scope != 'Namespace' || !self.defaultDeny.ingress || !self.dns.enabled || "
+                "has(self.dns.namespaceSelector) || (!self.defaultDeny.egress && !self.tiers.exists(t, "
+                "has(t.isolation) && has(t.isolation.egress) && t.isolation.egress))",
+                "dns.namespaceSelector null means DNS servers in this namespace, which scope Namespace isolates "
+                "for ingress: name the DNS servers' namespace, or declare them as a tier, or use scope Tiers",
+                ".dns.namespaceSelector",
+            ),
+            _cel(
+                "self.defaultDeny.scope != 'Namespace' || self.tiers.all(t, !has(t.isolation) || "
+                "((!has(t.isolation.ingress) || t.isolation.ingress || !self.defaultDeny.ingress) && "
+                "(!has(t.isolation.egress) || t.isolation.egress || !self.defaultDeny.egress)))",
+                NAMESPACE_EXEMPTION,
+                ".tiers",
+            ),
         )
     )
 
     def tier_names(self) -> list[str]:
         return [t.name for t in self.tiers]
+
+    def isolates(self, tier: Tier, direction: Direction) -> bool:
+        """Whether ``tier``'s own policy isolates ``direction``: its override, else spec.defaultDeny."""
+        own = getattr(tier.isolation, direction) if tier.isolation is not None else None
+        return bool(getattr(self.default_deny, direction)) if own is None else bool(own)
 
 
 class ObjectMeta(BaseModel):

@@ -16,7 +16,18 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import API_GROUP, API_VERSION, KIND, MAX_ANNOTATIONS_BYTES, MAX_FLOWS, AppTopology, quote
+from .spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    KUBE_API_PORTS,
+    KUBE_API_SOURCE,
+    MAX_ANNOTATIONS_BYTES,
+    MAX_FLOWS,
+    AppTopology,
+    describe_selector,
+    quote,
+)
 
 # Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
 MAX_ISSUES = 20
@@ -166,6 +177,85 @@ def semantic_issues(spec: Any) -> list[Issue]:
     return issues
 
 
+def model_issues(topology: AppTopology) -> list[Issue]:
+    """Rules between fields of a schema-valid topology, each at the field that breaks it.
+
+    A tier of scope Namespace cannot be exempted from the namespace's default-deny: that policy selects
+    every pod (``podSelector: {}``) and NetworkPolicies only add, so no other policy could take the
+    isolation back; rendering it anyway would leave the tier isolated while the topology says it is not.
+    """
+    spec = topology.spec
+    deny = spec.default_deny
+    issues: list[Issue] = []
+    for i, flow in enumerate(spec.flows):
+        if flow.from_.cloud_metadata:
+            issues.append(
+                Issue(
+                    f"spec.flows[{i}].from.cloudMetadata",
+                    "cloudMetadata is a destination only (the metadata service opens no connections)",
+                )
+            )
+        if flow.from_.kube_api:
+            issues.append(Issue(f"spec.flows[{i}].from.kubeAPI", KUBE_API_SOURCE))
+        if flow.to.kube_api and flow.ports:
+            issues.append(Issue(f"spec.flows[{i}].ports", KUBE_API_PORTS))
+    if deny.scope == "Namespace":
+        for i, tier in enumerate(spec.tiers):
+            for direction in ("ingress", "egress"):
+                own = getattr(tier.isolation, direction) if tier.isolation is not None else None
+                if own is False and getattr(deny, direction):
+                    issues.append(
+                        Issue(
+                            f"spec.tiers[{i}].isolation.{direction}",
+                            f"scope Namespace isolates every pod of the namespace for {direction} "
+                            f"(spec.defaultDeny.{direction} is true), so tier {_q(tier.name)} cannot be exempted: "
+                            f"use spec.defaultDeny.scope: Tiers (each tier then carries its own isolation), or set "
+                            f"spec.defaultDeny.{direction}: false and isolation.{direction}: true on the tiers "
+                            "that need it",
+                        )
+                    )
+        issues.extend(_isolated_peer_issues(topology))
+    return issues
+
+
+def _isolated_peer_issues(topology: AppTopology) -> list[Issue]:
+    """Scope Namespace: pods of this namespace that are in no tier are isolated by the topology's own
+    default-deny, and only tiers get rules, so a flow to (or from) such pods by podSelector alone could never
+    work in an isolated direction. Refused with how to declare it, rather than accepted and silently dead."""
+    spec = topology.spec
+    deny = spec.default_deny
+    issues: list[Issue] = []
+    for i, flow in enumerate(spec.flows):
+        for side, endpoint, direction in (("to", flow.to, "ingress"), ("from", flow.from_, "egress")):
+            pods = endpoint.pod_selector
+            if pods is None or endpoint.namespace_selector is not None or not getattr(deny, direction):
+                continue
+            shown = describe_selector(pods)
+            verb = "accept" if direction == "ingress" else "send"
+            issues.append(
+                Issue(
+                    f"spec.flows[{i}].{side}.podSelector",
+                    f"pods {shown} of this namespace are isolated for {direction} by this topology's own "
+                    f"default-deny (scope Namespace) and only tiers get rules, so they could never {verb} this "
+                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {shown}}}]) and use "
+                    f"{side}: {{tier: NAME}}, or use spec.defaultDeny.scope: Tiers",
+                )
+            )
+    dns = spec.dns
+    dns_emitted = deny.egress or any(spec.isolates(t, "egress") for t in spec.tiers)
+    if dns.enabled and dns.namespace_selector is None and deny.ingress and dns_emitted:
+        issues.append(
+            Issue(
+                "spec.dns.namespaceSelector",
+                "null means DNS servers in this namespace, and in scope Namespace they are isolated for ingress "
+                "by this topology's own default-deny, so no pod could resolve names: name the DNS servers' "
+                "namespace, or declare them as a tier with a flow from the tiers on the DNS ports (and "
+                "dns.enabled: false), or use spec.defaultDeny.scope: Tiers",
+            )
+        )
+    return issues
+
+
 def rendered_issues(topology: AppTopology) -> list[Issue]:
     """What only the rendered NetworkPolicies show: each policy's annotations within the API server's limit.
 
@@ -241,7 +331,7 @@ def parse_topology(doc: Any) -> AppTopology:
     except ValidationError as exc:
         issues = [*issues, *pydantic_issues(exc)]
     if not issues:
-        issues = rendered_issues(topology)
+        issues = model_issues(topology) or rendered_issues(topology)
     if issues:
         ordered = sorted(set(issues), key=_path_order)
         if len(ordered) > MAX_ISSUES:

@@ -19,11 +19,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from ..facts import SERVICE_NAME_LABEL, WantedObjects
 from ..plan import FIELD_MANAGER
 from . import metrics
 from .reconciler import ApiError
 
-__all__ = ["ApiError", "Kube", "load_config"]
+__all__ = ["ApiError", "Kube", "cluster_facts_manifests", "cluster_manifests", "load_config"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -231,3 +232,58 @@ def cluster_manifests() -> list[dict[str, Any]]:
             item["kind"] = kind
             manifests.append(item)
     return manifests
+
+
+def cluster_facts_manifests(
+    wanted: WantedObjects, api_client: client.ApiClient | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The objects :func:`apptopology.facts.cluster_facts` reads, as manifests (kind set), and why any could
+    not be read.
+
+    One GET per Service and one LIST per namespace for its EndpointSlices and for the NodeLocal DNSCache
+    DaemonSet, all namespaced, so Roles in those namespaces are all the RBAC it needs. Missing objects
+    (404) are simply absent; unreadable ones (403) are absent and reported: what is not known renders
+    fail closed (spec.dns as written, no peer for kubeAPI).
+    """
+    if api_client is None:
+        load_config()
+    core = client.CoreV1Api(api_client)
+    discovery = client.DiscoveryV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    manifests: list[dict[str, Any]] = []
+    problems: list[str] = []
+
+    def read(kind: str, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            with _api_errors():
+                data = _json(call(*args, _preload_content=False, **kwargs))
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            if exc.status != 403:
+                raise
+            problems.append(f"cannot read {what}: forbidden")
+            return
+        for item in data["items"] or [] if "items" in data else [data]:
+            item["kind"] = kind
+            manifests.append(item)
+
+    services = [*wanted.dns_services, wanted.kube_api]
+    for namespace, name in dict.fromkeys(services):
+        read("Service", f"Service {namespace}/{name}", core.read_namespaced_service, name, namespace)
+        read(
+            "EndpointSlice",
+            f"the EndpointSlices of {namespace}/{name}",
+            discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=f"{SERVICE_NAME_LABEL}={name}",
+        )
+    namespace, key, value = wanted.node_local_dns
+    read(
+        "DaemonSet",
+        f"DaemonSets {key}={value} in {namespace}",
+        apps.list_namespaced_daemon_set,
+        namespace,
+        label_selector=f"{key}={value}",
+    )
+    return manifests, problems
