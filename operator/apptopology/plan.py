@@ -23,6 +23,7 @@ from typing import Any
 from .api.spec import API_GROUP, API_VERSION, KIND
 from .api.validation import InvalidTopology, parse_spec
 from .compare import in_sync, stored_spec
+from .facts import OFFLINE, ClusterFacts
 from .render import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
 from .transition import Phase, transition
 
@@ -111,6 +112,7 @@ class Plan:
     # The owned policies before the plan (name -> live object): what a failed attempt restores.
     owned: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: str | None = None
+    dry_run: bool = False  # spec.enforcement DryRun: the writes retire owned policies; nothing is applied
 
     @property
     def applies(self) -> list[Write]:
@@ -136,11 +138,11 @@ def _own_rule_lists(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def desired_policies(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+def desired_policies(body: Mapping[str, Any], facts: ClusterFacts = OFFLINE) -> list[dict[str, Any]]:
     """Render the live AppTopology ``body`` into owned NetworkPolicy objects; raises InvalidTopology."""
     owner = Owner.from_body(body)
     topology = parse_spec(owner.name, owner.namespace, body.get("spec"))
-    policies = render(topology)
+    policies = render(topology, facts)
     for policy in policies:
         policy["metadata"]["namespace"] = owner.namespace
         policy["metadata"]["ownerReferences"] = [owner.reference()]
@@ -199,17 +201,24 @@ def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str,
     return writes
 
 
-def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]], other_names: Iterable[str] = ()) -> Plan:
+def plan(
+    body: Mapping[str, Any],
+    live_policies: Iterable[Mapping[str, Any]],
+    other_names: Iterable[str] = (),
+    facts: ClusterFacts = OFFLINE,
+) -> Plan:
     """The writes that bring the namespace's policies in line with ``body`` (nothing more).
 
     ``live_policies`` must hold every policy of the topology (owned or carrying its label);
     ``other_names``: names of further policies known to exist in the namespace (someone else's).
+    In DryRun (``spec.enforcement``) the writes only remove the owned policies (``dry_run`` is set, and
+    ``desired`` holds what enforcing would apply).
     """
     owner = Owner.from_body(body)
     live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
     owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
     try:
-        desired = desired_policies(body)
+        desired = desired_policies(body, facts)
     except InvalidTopology as exc:
         return Plan(owned=owned, invalid="; ".join(str(i) for i in exc.issues))
     names = [p["metadata"]["name"] for p in desired]
@@ -217,6 +226,8 @@ def plan(body: Mapping[str, Any], live_policies: Iterable[Mapping[str, Any]], ot
     conflicts = [n for n in names if n in taken and n not in owned]
     if conflicts:
         return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned)
+    if (body.get("spec") or {}).get("enforcement") == "DryRun":
+        return Plan(writes=_writes(owner, [], owned), desired_names=names, desired=desired, owned=owned, dry_run=True)
     return Plan(writes=_writes(owner, desired, owned), desired_names=names, desired=desired, owned=owned)
 
 

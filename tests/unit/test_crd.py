@@ -282,7 +282,10 @@ def test_crd_names_scope_and_subresources() -> None:
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Reason", "Tiers", "Policies", "Age"]
+    assert list(columns) == ["Ready", "Reason", "Tiers", "Policies", "Pods", "Warnings", "Mode", "Age"]
+    assert (columns["Pods"]["type"], columns["Pods"]["jsonPath"]) == ("integer", ".status.podCount")
+    assert (columns["Warnings"]["type"], columns["Warnings"]["jsonPath"]) == ("integer", ".status.warningCount")
+    assert (columns["Mode"]["jsonPath"], columns["Mode"]["priority"]) == (".spec.enforcement", 1)
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Reason"]["priority"] == 1

@@ -363,3 +363,55 @@ def test_name_conflicts_come_from_the_cache_of_names(cluster: FakeCluster, recon
     reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
     assert ready(cluster)["reason"] == "NameConflict"
     assert cluster.names(NS) == ["shop.tier-api"]
+
+
+# spec.enforcement: DryRun ----------------------------------------------------------------------------
+
+
+def _dry(spec: dict[str, Any]) -> dict[str, Any]:
+    return {**spec, "enforcement": "DryRun"}
+
+
+def test_dry_run_writes_no_policy_and_says_what_it_would_apply(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    doc = topology()
+    doc["spec"] = _dry(doc["spec"])
+    cluster.add_topology(doc)
+    reconciler.reconcile(NS, "shop")
+    assert cluster.names(NS) == [] and not [w for w in cluster.writes() if w[0] in ("apply", "delete")]
+    asked = sorted(n for v, n in cluster.writes(dry_run=True) if v == "apply")
+    assert asked == ["shop.allow-dns", "shop.default-deny", "shop.tier-api", "shop.tier-web"]
+    cond = ready(cluster)
+    assert (cond["status"], cond["reason"]) == ("False", "DryRun") and "would be applied" in cond["message"]
+    status = cluster.topologies[(NS, "shop")]["status"]
+    assert status["enforcement"] == "DryRun" and sorted(status["dryRun"]["wouldApply"]) == asked
+    cluster.calls.clear()
+    assert reconciler.reconcile(NS, "shop", cluster.view(NS, "shop")).summary == "in_sync"
+    assert cluster.calls == []  # asked once per revision
+
+
+def test_switching_to_dry_run_removes_the_policies_and_back_applies_them(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    before = converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", _dry(topology()["spec"]))
+    reconciler.reconcile(NS, "shop")
+    assert cluster.names(NS) == []
+    assert ("Warning", "EnforcementStopped") in [(t, r) for t, r, _ in cluster.events]
+    assert ready(cluster)["reason"] == "DryRun"
+    cluster.update_spec(NS, "shop", topology()["spec"])
+    reconciler.reconcile(NS, "shop")
+    assert specs(cluster) == before and ready(cluster)["reason"] == "Reconciled"
+    status = cluster.topologies[(NS, "shop")]["status"]
+    assert status["enforcement"] == "Enforce" and status.get("dryRun") is None
+
+
+def test_a_dry_run_refusal_is_reported(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    doc = topology()
+    doc["spec"] = _dry(doc["spec"])
+    cluster.add_topology(doc)
+    cluster.refuse("apply", "shop.tier-api", ApiError(422, "Unprocessable Entity", "denied by policy"), dry_run=True)
+    reconciler.reconcile(NS, "shop")
+    cond = ready(cluster)
+    assert (
+        cond["reason"] == "ApplyFailed" and "would refuse" in cond["message"] and "denied by policy" in cond["message"]
+    )

@@ -391,6 +391,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.policyCount",
         "description": "Number of NetworkPolicies managed.",
     },
+    {"name": "Pods", "type": "integer", "jsonPath": ".status.podCount", "description": "Pods the tiers select now."},
+    {
+        "name": "Warnings",
+        "type": "integer",
+        "jsonPath": ".status.warningCount",
+        "description": "Warnings about the tiers and selectors (kubectl describe shows them).",
+    },
+    {
+        "name": "Mode",
+        "type": "string",
+        "jsonPath": ".spec.enforcement",
+        "priority": 1,
+        "description": "Enforce or DryRun.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

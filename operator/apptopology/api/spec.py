@@ -899,6 +899,13 @@ class AppTopologySpec(_Strict):
         description="The allowed traffic. Everything not declared here (or by dns/monitoring) stays denied in "
         "isolated directions.",
     )
+    enforcement: Literal["Enforce", "DryRun"] = Field(
+        default="Enforce",
+        description="Enforce (default): the operator applies the NetworkPolicies. DryRun: it renders them, asks "
+        "the API server about them (server-side dry run) and reports in status what it would apply and which "
+        "connections of the pods running now it would deny, without writing any policy; switching an enforced "
+        "topology to DryRun removes its policies (an explicit choice to stop enforcing).",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=_extra(

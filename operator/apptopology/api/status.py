@@ -34,6 +34,8 @@ class Reason(StrEnum):
     """A policy name the revision needs belongs to someone else; nothing of the revision was written."""
     APPLY_FAILED = "ApplyFailed"
     """The API server refused part of the revision; the previous revision was kept (or restored) whole."""
+    DRY_RUN = "DryRun"
+    """spec.enforcement is DryRun: nothing is enforced; status.dryRun says what enforcing would do."""
 
 
 class Condition(BaseModel):
@@ -58,6 +60,44 @@ class Condition(BaseModel):
         ge=0,
         json_schema_extra={"format": "int64"},
         description="The metadata.generation the condition was computed for.",
+    )
+
+
+class TierStatus(BaseModel):
+    """What one tier selects now, and what looks wrong about it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(description="The tier.")
+    pods: int = Field(ge=0, description="Pods its podSelector selects now.")
+    warnings: list[str] | None = Field(
+        default=None,
+        description="Selects no pods; a peer's namespaceSelector matches no namespace; a named port none of "
+        "its pods declares; pods also selected by another tier.",
+    )
+
+
+class DeniedConnections(BaseModel):
+    """Connections between pods running now that enforcing the topology would deny."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    count: int = Field(ge=0, description="Pairs of pods (source, destination) that would lose some port.")
+    examples: list[str] | None = Field(default=None, description="The first few, as 'source -> destination: ports'.")
+
+
+class DryRunStatus(BaseModel):
+    """What enforcing the topology would do (spec.enforcement DryRun)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    would_apply: list[str] | None = Field(
+        default=None, alias="wouldApply", description="NetworkPolicies enforcing would create."
+    )
+    denied_connections: DeniedConnections | None = Field(
+        default=None,
+        alias="deniedConnections",
+        description="Connections between the namespace's running pods that enforcing would deny.",
     )
 
 
@@ -90,6 +130,21 @@ class AppTopologyStatus(BaseModel):
         default=None,
         description="NetworkPolicies that the topology would create but that already exist and belong to "
         "someone else; they are left untouched.",
+    )
+    enforcement: str | None = Field(default=None, description="The enforcement mode the status describes.")
+    pod_count: int | None = Field(
+        default=None, alias="podCount", ge=0, description="Pods the tiers select now (a pod in two tiers counts once)."
+    )
+    warning_count: int | None = Field(
+        default=None, alias="warningCount", ge=0, description="Number of warnings in tiers and warnings."
+    )
+    warnings: list[str] | None = Field(
+        default=None,
+        description="Warnings about the topology as a whole, e.g. DNS selectors that select no pod.",
+    )
+    tiers: list[TierStatus] | None = Field(default=None, description="Each tier: pods selected now, warnings.")
+    dry_run: DryRunStatus | None = Field(
+        default=None, alias="dryRun", description="In DryRun: what enforcing would do."
     )
     kopf: dict[str, Any] | None = Field(
         default=None,
@@ -147,6 +202,7 @@ def ready_status(
     conflicts: Sequence[str] = (),
     tier_count: int,
     now: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status after a reconcile of ``generation``: Ready (True only for Reconciled) and what exists.
 
@@ -164,4 +220,5 @@ def ready_status(
         "policyCount": len(policies),
         "tierCount": tier_count,
         "conflicts": list(conflicts),
+        **(extra or {}),
     }

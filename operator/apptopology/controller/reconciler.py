@@ -91,6 +91,7 @@ def utc_now() -> str:
 
 
 _SUMMARY = {
+    Reason.DRY_RUN: "dry_run",
     Reason.RECONCILED: "applied",
     Reason.INVALID_SPEC: "invalid",
     Reason.NAME_CONFLICT: "conflict",
@@ -131,6 +132,7 @@ class Reconciler:
         # key -> (uid, spec): a reference to the spec of a body we were given (bodies are never mutated).
         self._last_good: dict[Key, tuple[str, Any]] = {}
         self._refused: dict[Key, _Refused] = {}
+        self._dry_ok: dict[Key, tuple[int, dict[str, bytes]]] = {}  # DryRun: last (generation, digests) asked
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
@@ -177,6 +179,9 @@ class Reconciler:
                 conflicts=result.conflicts,
                 requeue=True,
             )
+        if result.dry_run:
+            return self._dry_run_mode(body, result)
+        self._dry_ok.pop(key, None)
         if result.writes:
             fingerprint = _fingerprint(body, result)
             earlier = self._refused.get(key)
@@ -212,6 +217,40 @@ class Reconciler:
             )
         return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync")
 
+    def _dry_run_mode(self, body: dict[str, Any], result: Plan) -> Outcome:
+        """spec.enforcement DryRun: remove what this topology enforced (if it did), ask the API server about
+        every policy it would apply, write none, and say so in status."""
+        meta = body["metadata"]
+        namespace, key = meta["namespace"], (meta["namespace"], meta["name"])
+        self.expectations.set(key, {})  # no policy wanted: events of our removals need nothing
+        if result.writes:
+            failure = self._write(namespace, result.writes, _uids(result.owned.values()))
+            if failure is not None:
+                write, exc = failure
+                message = f"Removing NetworkPolicy {write.name} for the dry run failed: {exc.brief()}."
+                return self._report(body, Reason.APPLY_FAILED, message, list(result.owned), retry=True)
+            self._event(
+                body,
+                "Warning",
+                "EnforcementStopped",
+                f"spec.enforcement is DryRun: {len(result.owned)} NetworkPolicies removed; this topology no "
+                "longer restricts the namespace",
+            )
+        for policy in result.desired:
+            try:
+                self.cluster.apply_policy(policy, None, dry_run=True)
+            except ApiError as exc:
+                if exc.transient:
+                    raise
+                message = (
+                    f"Dry run: the API server would refuse NetworkPolicy {policy['metadata']['name']}: {exc.brief()}."
+                )
+                return self._report(body, Reason.APPLY_FAILED, message, [], requeue=True)
+        self._dry_ok[key] = (Owner.from_body(body).generation, digests(result.desired))
+        names = result.desired_names
+        message = f"Dry run: {len(names)} NetworkPolicies would be applied, none is enforced"
+        return self._report(body, Reason.DRY_RUN, message, [], extra={"dryRun": {"wouldApply": names}})
+
     def _live(self, namespace: str, name: str, view: View | None) -> tuple[list[dict[str, Any]], set[str]]:
         """The policies to plan from, read from the API server, and names of other policies that exist.
 
@@ -237,8 +276,14 @@ class Reconciler:
             desired = desired_policies(body)
         except InvalidTopology:
             return None
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
         wanted = digests(desired)
-        self.expectations.set((body["metadata"]["namespace"], body["metadata"]["name"]), wanted)
+        if (body.get("spec") or {}).get("enforcement") == "DryRun":
+            # In sync when nothing is enforced and this revision was already asked about.
+            if view.owned or self._dry_ok.get(key) != (Owner.from_body(body).generation, wanted):
+                return None
+            return Outcome(summary="in_sync")
+        self.expectations.set(key, wanted)
         if wanted != {n: e.digest for n, e in view.owned.items()}:
             return None
         return self._reconciled(body, [p["metadata"]["name"] for p in desired], "in_sync")
@@ -336,6 +381,7 @@ class Reconciler:
         conflicts: list[str] | None = None,
         requeue: bool = False,
         retry: bool = False,
+        extra: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Write the status if it changed (Warning event then too, for anything but success)."""
         meta = body["metadata"]
@@ -350,6 +396,7 @@ class Reconciler:
             conflicts=conflicts or [],
             tier_count=len(tiers) if isinstance(tiers, list) else 0,
             now=self.now(),
+            extra={**_mode(body), **(extra or {})},
         )
         if status_changed(body.get("status"), status):
             self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
@@ -361,6 +408,13 @@ class Reconciler:
             requeue_after=self.recheck_after if requeue and not retry else None,
             summary=_SUMMARY[reason],
         )
+
+
+def _mode(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields of the enforcement mode (a merge patch: None removes dry-run leftovers)."""
+    spec = body.get("spec")
+    mode = spec.get("enforcement") if isinstance(spec, dict) else None
+    return {"enforcement": mode or "Enforce", **({} if mode == "DryRun" else {"dryRun": None})}
 
 
 def _observed(body: Mapping[str, Any]) -> bool:
