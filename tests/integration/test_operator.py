@@ -170,7 +170,8 @@ def test_create(cluster: Cluster, running_operator: Operator, namespace: str) ->
     assert_policies_match(cluster, namespace, doc, created["metadata"]["uid"])
     assert "finalizers" not in obj["metadata"]
     table = cluster.cp.kubectl("get", "topo", "-n", namespace).stdout.split()
-    assert table[:5] == ["NAME", "READY", "TIERS", "POLICIES", "AGE"] and table[5:9] == ["shop", "True", "3", "5"]
+    header = ["NAME", "READY", "TIERS", "POLICIES", "PODS", "WARNINGS", "AGE"]
+    assert table[:7] == header and table[7:11] == ["shop", "True", "3", "5"]
     for policy in cluster.policies(namespace).values():
         assert "app.kubernetes.io/instance" not in policy["metadata"]["labels"]
 

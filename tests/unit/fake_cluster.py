@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apptopology.compare import stored_spec
-from apptopology.controller.cache import PolicyEntry, View, policy_index_entries
+from apptopology.controller.cache import Cache, View
 from apptopology.controller.reconciler import ApiError
 
 Rule = Callable[[str, str, bool], ApiError | None]  # (verb, policy name, dry run) -> error to raise
@@ -153,16 +153,9 @@ class FakeCluster:
 
     def view(self, namespace: str, name: str) -> View:
         """What the operator's cache would hold for the topology (built from this fake's objects)."""
-        body = self.topologies.get((namespace, name))
-        owned: dict[str, PolicyEntry] = {}
-        names = set()
-        if body is not None:
-            for (ns, _), policy in sorted(self.policies.items()):
-                if ns != namespace:
-                    continue
-                for (_, uid), entry in policy_index_entries(policy).items():
-                    if isinstance(entry, PolicyEntry) and uid == body["metadata"]["uid"]:
-                        owned[entry.name] = entry
-                    elif isinstance(entry, str):
-                        names.add(entry)
-        return View(copy.deepcopy(body) if body is not None else None, owned, frozenset(names))
+        cache = Cache()
+        for policy in self.policies.values():
+            cache.put_policy(policy)
+        for body in self.topologies.values():
+            cache.put_topology(copy.deepcopy(body))
+        return cache.view((namespace, name))

@@ -1,9 +1,15 @@
-"""The operator's view of the cluster, kept from the watch streams it already has (Kopf indexes).
+"""The operator's view of the cluster: seeded by one paged LIST at start, then kept by the watch events
+Kopf delivers anyway.
 
 What is kept is what a reconcile needs to decide "nothing to do" without a request: the newest body of
-every AppTopology, and for every NetworkPolicy a topology owns, 16 bytes of digest of what the operator
-manages on it (:func:`apptopology.compare.managed_digest`). Writes never trust the cache: when anything
-differs, the reconcile lists the namespace and plans from the API server's answer.
+every AppTopology, the names of every NetworkPolicy (for name conflicts), and for every NetworkPolicy a
+topology owns, 16 bytes of digest of what the operator manages on it
+(:func:`apptopology.compare.managed_digest`). Writes never trust the cache: when anything differs, the
+reconcile reads the topology's policies from the API server and plans from that answer.
+
+(Not Kopf indexes: Kopf holds every handler until each indexed object's worker has run once, and the
+wake-ups of that barrier grow with the cube of the object count: at 8,000 objects a restart never got
+past it.)
 
 Also kept: what each topology last wanted (the digests of its desired policies), so that the watch
 event of our own write, which arrives with exactly that digest, costs no reconcile at all.
@@ -50,18 +56,77 @@ def controller_uid(policy: Mapping[str, Any]) -> str | None:
     return None
 
 
-NAMES = ""  # the index key (namespace, NAMES) holds the names of every policy of the namespace
+# Metadata a reconcile never reads: dropped from cached bodies (managedFields and kubectl's
+# last-applied-configuration annotation are often larger than the spec).
+_UNUSED_METADATA = ("managedFields", "annotations", "labels")
 
 
-def policy_index_entries(policy: Mapping[str, Any]) -> dict[tuple[str, str], PolicyEntry | str]:
-    """Index entries of one NetworkPolicy: its name under (namespace, NAMES), and under (namespace, owner
-    UID) its entry when an AppTopology controls it."""
-    meta = policy["metadata"]
-    entries: dict[tuple[str, str], PolicyEntry | str] = {(meta["namespace"], NAMES): meta["name"]}
-    uid = controller_uid(policy)
-    if uid is not None:
-        entries[(meta["namespace"], uid)] = PolicyEntry(meta["name"], meta.get("uid", ""), managed_digest(policy))
-    return entries
+def cached_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the cache keeps of an AppTopology body."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _UNUSED_METADATA}
+    return {**body, "metadata": meta}
+
+
+class Cache:
+    """AppTopology bodies and NetworkPolicy digests, by namespace. Mutated only on the event loop."""
+
+    def __init__(self) -> None:
+        self.topologies: dict[Key, dict[str, Any]] = {}
+        self._owned: dict[tuple[str, str], dict[str, PolicyEntry]] = {}  # (namespace, owner uid) -> name -> entry
+        self._names: dict[str, set[str]] = {}  # namespace -> names of every policy
+        self._owner_of: dict[tuple[str, str], str | None] = {}  # (namespace, name) -> owner uid
+
+    def put_topology(self, body: Mapping[str, Any]) -> Key:
+        meta = body["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        self.topologies[key] = cached_body(body)
+        return key
+
+    def drop_topology(self, body: Mapping[str, Any]) -> Key:
+        meta = body["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        self.topologies.pop(key, None)
+        return key
+
+    def put_policy(self, policy: Mapping[str, Any]) -> None:
+        meta = policy["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        self.drop_policy(policy)
+        self._names.setdefault(namespace, set()).add(name)
+        owner = controller_uid(policy)
+        self._owner_of[(namespace, name)] = owner
+        if owner is not None:
+            entry = PolicyEntry(name, str(meta.get("uid", "")), managed_digest(policy))
+            self._owned.setdefault((namespace, owner), {})[name] = entry
+
+    def drop_policy(self, policy: Mapping[str, Any]) -> None:
+        meta = policy["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        if (namespace, name) not in self._owner_of:
+            return
+        owner = self._owner_of.pop((namespace, name))
+        names = self._names.get(namespace)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._names[namespace]
+        if owner is not None:
+            owned = self._owned.get((namespace, owner))
+            if owned is not None:
+                owned.pop(name, None)
+                if not owned:
+                    del self._owned[(namespace, owner)]
+
+    def view(self, key: Key) -> View:
+        """A snapshot for one reconcile (copies: the reconcile runs on another thread)."""
+        body = self.topologies.get(key)
+        if body is None:
+            return View(None, {})
+        uid = str(body["metadata"].get("uid"))
+        return View(body, dict(self._owned.get((key[0], uid), {})), frozenset(self._names.get(key[0], ())))
+
+    def policy_count(self) -> int:
+        return len(self._owner_of)
 
 
 class Expectations:

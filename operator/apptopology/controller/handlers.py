@@ -1,8 +1,8 @@
-"""Kopf wiring, and nothing else: settings, two indexes (the cache), and events to the work queue.
+"""Kopf wiring, and nothing else: settings, and watch events to the controller.
 
-Only ``on.event`` handlers and indexes: no Kopf progress or diff-base annotations on AppTopologies, no
-finalizers. Handlers return nothing, so Kopf stores nothing in the status. Kopf calls the event handlers
-only once both indexes hold the initial listing, so no reconcile runs on a half-filled cache.
+Only ``on.event`` handlers: no Kopf progress or diff-base annotations on AppTopologies, no finalizers, and
+no Kopf indexes (their start-up barrier does not scale; the controller seeds its own cache). Handlers
+return nothing, so Kopf stores nothing in the status.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 import kopf
 
 from ..api.spec import API_GROUP, API_VERSION, PLURAL
-from .cache import policy_index_entries
-from .runtime import Controller, cached_body
+from .runtime import Controller
 
 controller: Controller | None = None  # set by apptopology.controller.main before Kopf starts
 
@@ -43,20 +42,8 @@ async def cleanup(**_: Any) -> None:
     await _controller().stop()
 
 
-@kopf.index(API_GROUP, API_VERSION, PLURAL)
-def topologies(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(namespace or "", name): cached_body(body)}
-
-
-@kopf.index("networking.k8s.io", "v1", "networkpolicies")
-def policies(*, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return policy_index_entries(body)
-
-
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def topology_event(*, event: kopf.RawEvent, **kwargs: Any) -> None:
-    # Kopf passes each index under its function's name.
-    _controller().bind(kwargs["topologies"], kwargs["policies"])
+async def topology_event(*, event: kopf.RawEvent, **_: Any) -> None:
     _controller().topology_event(event)
 
 

@@ -73,7 +73,9 @@ def run_operator(options: Options) -> int:
             raise SystemExit("--leader-elect needs --lease-namespace or POD_NAMESPACE")
         identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaderElector(kube, namespace, options.lease_name, identity)
-    handlers.controller = Controller(Reconciler(kube), workers=options.workers, resync=options.resync, elector=elector)
+    handlers.controller = Controller(
+        Reconciler(kube), workers=options.workers, resync=options.resync, elector=elector, seeder=kube
+    )
     if options.metrics_port is not None:
         metrics.serve(options.metrics_port)
     kopf.run(

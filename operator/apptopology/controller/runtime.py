@@ -1,10 +1,11 @@
 """The running controller: events in, keys through the work queue, reconciles on worker threads.
 
-Kopf is only the event source and keeps the cache (two Kopf indexes: AppTopology bodies, and the digests
-of owned NetworkPolicies). Each event enqueues the key of the topology it concerns, except the echo of
-our own writes; workers take keys from the queue, snapshot the cache for the key on the event loop, and
-run the (blocking) reconcile in a thread pool, at most one per key at a time. Outcomes: back off after a
-transient failure, check again later when asked to, forget the backoff after a success.
+Kopf is only the event source. At start the cache (:mod:`apptopology.controller.cache`) is seeded by one
+paged LIST of NetworkPolicies and of AppTopologies; then each event updates it and enqueues the key of the
+topology it concerns, except the echo of our own writes. Workers take keys from the queue, snapshot the
+cache for the key on the event loop, and run the (blocking) reconcile in a thread pool, at most one per
+key at a time. Outcomes: back off after a transient failure, check again later when asked to, forget the
+backoff after a success.
 
 Level-triggered safety net: every ``resync`` seconds every known topology is enqueued again; from the
 cache, a topology in sync costs no request. With leader election, only the leader's workers run; a
@@ -20,34 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from . import metrics
-from .cache import NAMES, Key, PolicyEntry, View
+from .cache import Cache, Key, View
 from .leader import LeaderElector
 from .queue import WorkQueue
 from .reconciler import Outcome, Reconciler
 
 log = logging.getLogger("apptopology")
 
-# Metadata a reconcile never reads: dropped from cached bodies (managedFields and kubectl's
-# last-applied-configuration annotation are often larger than the spec).
-_UNUSED_METADATA = ("managedFields", "annotations", "labels")
 
+class Seeder(Protocol):
+    """Reads everything the cache needs, page by page (the Kube module)."""
 
-class Store(Protocol):
-    """A Kopf index (key -> values of the objects under it), read-only."""
-
-    def __contains__(self, key: object) -> bool: ...
-
-    def __getitem__(self, key: Any) -> Any: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def __len__(self) -> int: ...
-
-
-def cached_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the topology index keeps of a body."""
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _UNUSED_METADATA}
-    return {**body, "metadata": meta}
+    def list_all(self, kind: str) -> Iterator[dict[str, Any]]: ...
 
 
 class Controller:
@@ -57,14 +42,15 @@ class Controller:
         workers: int = 8,
         resync: float = 600.0,
         elector: LeaderElector | None = None,
+        seeder: Seeder | None = None,
     ):
         self.reconciler = reconciler
         self.workers = workers
         self.resync = resync
         self.elector = elector
+        self.seeder = seeder
+        self.cache = Cache()
         self.queue: WorkQueue[Key] | None = None
-        self.topologies: Store | None = None
-        self.policies: Store | None = None
         self._active: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -72,6 +58,8 @@ class Controller:
     # lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.seeder is not None:
+            await asyncio.to_thread(self._seed)
         self.queue = WorkQueue()
         self._active = asyncio.Event()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
@@ -93,6 +81,16 @@ class Controller:
         if self.elector is not None:
             await asyncio.to_thread(self.elector.release)
 
+    def _seed(self) -> None:
+        """One paged LIST of each kind before any reconcile, so that no decision is made on a half-filled
+        cache (the events of Kopf's own initial listing then find it filled already)."""
+        assert self.seeder is not None
+        for body in self.seeder.list_all("networkpolicies"):
+            self.cache.put_policy(body)
+        for body in self.seeder.list_all("apptopologies"):
+            self.cache.put_topology(body)
+        log.info("cache seeded: %d topologies, %d policies", len(self.cache.topologies), self.cache.policy_count())
+
     def _lead(self) -> None:
         assert self._active is not None
         self._active.set()
@@ -106,20 +104,21 @@ class Controller:
 
     # events ---------------------------------------------------------------------------------------------
 
-    def bind(self, topologies: Store, policies: Store) -> None:
-        """The Kopf indexes (the same objects for the operator's lifetime)."""
-        self.topologies, self.policies = topologies, policies
-
     def topology_event(self, event: Mapping[str, Any]) -> None:
-        meta = event["object"]["metadata"]
-        self._add((meta["namespace"], meta["name"]))  # DELETED too: the reconcile forgets it
+        body = event["object"]
+        key = self.cache.drop_topology(body) if event.get("type") == "DELETED" else self.cache.put_topology(body)
+        self._add(key)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
+        if event.get("type") == "DELETED":
+            self.cache.drop_policy(event["object"])
+        else:
+            self.cache.put_policy(event["object"])
         for key in self.reconciler.expectations.keys_to_reconcile(event):
             self._add(key)
 
     def enqueue_all(self) -> None:
-        for key in list(self.topologies or ()):
+        for key in list(self.cache.topologies):
             self._add(key)
 
     def _add(self, key: Key) -> None:
@@ -130,19 +129,8 @@ class Controller:
     # work -----------------------------------------------------------------------------------------------
 
     def view(self, key: Key) -> View:
-        """The cache's snapshot for ``key``, taken on the event loop (the indexes change only there)."""
-        body = None
-        if self.topologies is not None and key in self.topologies:
-            body = next(iter(self.topologies[key]), None)
-        owned: dict[str, PolicyEntry] = {}
-        names: frozenset[str] = frozenset()
-        if body is not None and self.policies is not None:
-            index_key = (key[0], body["metadata"].get("uid"))
-            if index_key in self.policies:
-                owned = {e.name: e for e in self.policies[index_key]}
-            if (key[0], NAMES) in self.policies:
-                names = frozenset(self.policies[(key[0], NAMES)])
-        return View(body, owned, names)
+        """The cache's snapshot for ``key``, taken on the event loop (the cache changes only there)."""
+        return self.cache.view(key)
 
     async def _work(self) -> None:
         assert self.queue is not None and self._active is not None
@@ -153,7 +141,7 @@ class Controller:
             metrics.QUEUE_DEPTH.set(len(self.queue))
             metrics.QUEUE_WAIT_SECONDS.observe(waited)
             try:
-                view = self.view(key) if self.topologies is not None else None
+                view = self.view(key)
                 outcome = await loop.run_in_executor(self._pool, self.reconciler.reconcile, key[0], key[1], view)
             except Exception:  # a bug, not an API error: log it and back off rather than die
                 log.exception("%s/%s: reconcile crashed", *key)
@@ -166,7 +154,7 @@ class Controller:
                 self.queue.forget(key)
                 if outcome.requeue_after is not None:
                     self.queue.add_after(key, outcome.requeue_after)
-            metrics.TOPOLOGIES.set(len(self.topologies or ()))
+            metrics.TOPOLOGIES.set(len(self.cache.topologies))
             metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
 
     async def _resync(self) -> None:

@@ -1,0 +1,67 @@
+"""The operator's cache: bodies, names and owned digests stay consistent through puts, moves and drops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apptopology.compare import managed_digest
+from apptopology.controller.cache import Cache
+
+
+def policy(name: str, owner: str | None, ns: str = "prod", spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "uid": f"uid-{name}"}
+    if owner:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apptopology.io/v1alpha1",
+                "kind": "AppTopology",
+                "name": "shop",
+                "uid": owner,
+                "controller": True,
+            }
+        ]
+    return {"metadata": meta, "spec": spec or {"podSelector": {}}}
+
+
+def topology(uid: str = "t-1") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "shop",
+            "namespace": "prod",
+            "uid": uid,
+            "managedFields": [{"big": "x"}],
+            "labels": {"a": "b"},
+        },
+        "spec": {"tiers": []},
+    }
+
+
+def test_owned_names_and_digests_follow_every_event() -> None:
+    cache = Cache()
+    cache.put_topology(topology())
+    ours = policy("shop.tier-a", "t-1")
+    cache.put_policy(ours)
+    cache.put_policy(policy("other", None))
+    view = cache.view(("prod", "shop"))
+    assert set(view.owned) == {"shop.tier-a"} and view.owned["shop.tier-a"].digest == managed_digest(ours)
+    assert view.names == {"shop.tier-a", "other"}
+    assert "managedFields" not in view.body["metadata"] and "labels" not in view.body["metadata"]  # type: ignore[index]
+    # The policy loses its owner reference (someone edited it): no longer ours, still a name.
+    cache.put_policy(policy("shop.tier-a", None))
+    view = cache.view(("prod", "shop"))
+    assert view.owned == {} and "shop.tier-a" in view.names
+    cache.drop_policy(policy("shop.tier-a", None))
+    cache.drop_policy(policy("never-seen", None))  # unknown: nothing happens
+    assert cache.view(("prod", "shop")).names == {"other"}
+    assert cache.policy_count() == 1
+
+
+def test_views_are_snapshots() -> None:
+    cache = Cache()
+    cache.put_topology(topology())
+    cache.put_policy(policy("shop.tier-a", "t-1"))
+    view = cache.view(("prod", "shop"))
+    cache.put_policy(policy("shop.tier-b", "t-1"))
+    assert set(view.owned) == {"shop.tier-a"}
+    cache.drop_topology(topology())
+    assert cache.view(("prod", "shop")).body is None
