@@ -377,6 +377,8 @@ def test_operator_role_is_exactly_what_it_uses() -> None:
         ("apptopology.io", "apptopologies/status", ["get", "patch"]),
         ("networking.k8s.io", "networkpolicies", ["get", "list", "watch", "create", "patch", "delete"]),
         ("", "events", ["create", "patch"]),
+        ("", "pods", ["list", "watch"]),
+        ("", "namespaces", ["list", "watch"]),
     )
     assert "aggregationRule" not in get("ClusterRole", "apptopology-operator")
 

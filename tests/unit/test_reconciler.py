@@ -67,6 +67,7 @@ def converged(cluster: FakeCluster, reconciler: Reconciler) -> dict[str, dict[st
     cluster.add_topology(topology())
     outcome = reconciler.reconcile(NS, "shop")
     assert not outcome.retry and ready(cluster)["status"] == "True"
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # the cache's view adds the tiers' status
     cluster.calls.clear()
     cluster.events.clear()
     return copy.deepcopy(specs(cluster))

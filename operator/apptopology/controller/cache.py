@@ -23,6 +23,7 @@ from typing import Any
 
 from ..api.spec import API_GROUP, KIND
 from ..compare import managed_digest
+from ..evaluator import Namespace, Pod, inventory_from_manifests
 from ..plan import candidate_owners
 
 Key = tuple[str, str]  # (namespace, name) of an AppTopology
@@ -43,6 +44,8 @@ class View:
     body: dict[str, Any] | None
     owned: dict[str, PolicyEntry]
     names: frozenset[str] = frozenset()
+    pods: tuple[Pod, ...] = ()  # of its namespace, and of the namespaces its DNS servers run in
+    namespaces: tuple[Namespace, ...] = ()
 
 
 def controller_uid(policy: Mapping[str, Any]) -> str | None:
@@ -75,18 +78,62 @@ class Cache:
         self._owned: dict[tuple[str, str], dict[str, PolicyEntry]] = {}  # (namespace, owner uid) -> name -> entry
         self._names: dict[str, set[str]] = {}  # namespace -> names of every policy
         self._owner_of: dict[tuple[str, str], str | None] = {}  # (namespace, name) -> owner uid
+        self._in_namespace: dict[str, set[str]] = {}  # namespace -> names of its topologies
+        self.pods: dict[str, dict[str, Pod]] = {}  # namespace -> name -> pod (labels, IP, container ports)
+        self.namespaces: dict[str, Namespace] = {}
 
     def put_topology(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         self.topologies[key] = cached_body(body)
+        self._in_namespace.setdefault(key[0], set()).add(key[1])
         return key
 
     def drop_topology(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         self.topologies.pop(key, None)
+        names = self._in_namespace.get(key[0])
+        if names is not None:
+            names.discard(key[1])
+            if not names:
+                del self._in_namespace[key[0]]
         return key
+
+    def topologies_in(self, namespace: str) -> list[Key]:
+        return [(namespace, n) for n in sorted(self._in_namespace.get(namespace, ()))]
+
+    def put_pod(self, manifest: Mapping[str, Any]) -> bool:
+        """Keep a pod's labels, IP and container ports; True when what is kept changed."""
+        try:
+            (pod,) = inventory_from_manifests([{**manifest, "kind": "Pod"}]).pods
+        except ValueError:
+            return self.drop_pod(manifest)  # unreadable labels or ports: as if absent
+        pods = self.pods.setdefault(pod.namespace, {})
+        if pods.get(pod.name) == pod:
+            return False
+        pods[pod.name] = pod
+        return True
+
+    def drop_pod(self, manifest: Mapping[str, Any]) -> bool:
+        meta = manifest.get("metadata") or {}
+        pods = self.pods.get(str(meta.get("namespace")))
+        if pods is None or pods.pop(str(meta.get("name")), None) is None:
+            return False
+        if not pods:
+            del self.pods[str(meta.get("namespace"))]
+        return True
+
+    def put_namespace(self, manifest: Mapping[str, Any]) -> bool:
+        meta = manifest.get("metadata") or {}
+        name = str(meta.get("name"))
+        namespace = Namespace(name, {**dict(meta.get("labels") or {}), "kubernetes.io/metadata.name": name})
+        changed = self.namespaces.get(name) != namespace
+        self.namespaces[name] = namespace
+        return changed
+
+    def drop_namespace(self, manifest: Mapping[str, Any]) -> bool:
+        return self.namespaces.pop(str((manifest.get("metadata") or {}).get("name")), None) is not None
 
     def put_policy(self, policy: Mapping[str, Any]) -> None:
         meta = policy["metadata"]
@@ -123,10 +170,35 @@ class Cache:
         if body is None:
             return View(None, {})
         uid = str(body["metadata"].get("uid"))
-        return View(body, dict(self._owned.get((key[0], uid), {})), frozenset(self._names.get(key[0], ())))
+        pods = [*self.pods.get(key[0], {}).values()]
+        for namespace in _dns_namespaces(body):
+            if namespace != key[0]:
+                pods += self.pods.get(namespace, {}).values()
+        return View(
+            body,
+            dict(self._owned.get((key[0], uid), {})),
+            frozenset(self._names.get(key[0], ())),
+            tuple(pods),
+            tuple(self.namespaces.values()),
+        )
 
     def policy_count(self) -> int:
         return len(self._owner_of)
+
+
+def _dns_namespaces(body: Mapping[str, Any]) -> list[str]:
+    """The namespaces a topology's DNS servers run in, as far as its namespaceSelector names them (by
+    kubernetes.io/metadata.name; kube-system by default), for the DNS warning of the status."""
+    spec = body.get("spec")
+    dns = spec.get("dns") if isinstance(spec, dict) else None
+    selector = (
+        dns.get("namespaceSelector", {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}})
+        if isinstance(dns, dict)
+        else {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    )
+    labels = selector.get("matchLabels") if isinstance(selector, dict) else None
+    name = labels.get("kubernetes.io/metadata.name") if isinstance(labels, dict) else None
+    return [str(name)] if name else []
 
 
 class Expectations:

@@ -50,3 +50,13 @@ async def topology_event(*, event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies")
 async def policy_event(*, event: kopf.RawEvent, **_: Any) -> None:
     _controller().policy_event(event)
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(*, event: kopf.RawEvent, **_: Any) -> None:
+    _controller().pod_event(event)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(*, event: kopf.RawEvent, **_: Any) -> None:
+    _controller().namespace_event(event)

@@ -187,8 +187,8 @@ class Kube:
         self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
 
     def list_all(self, kind: str, page: int = 500) -> Iterator[dict[str, Any]]:
-        """Every AppTopology ("apptopologies") or NetworkPolicy of the cluster, page by page (memory stays
-        one page)."""
+        """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces) in the cluster, page by
+        page (memory stays one page)."""
         token: str | None = None
         while True:
             with _api_errors():
@@ -197,9 +197,12 @@ class Kube:
                         API_GROUP, API_VERSION, PLURAL, limit=page, _continue=token, _preload_content=False
                     )
                 else:
-                    response = self.net.list_network_policy_for_all_namespaces(
-                        limit=page, _continue=token, _preload_content=False
-                    )
+                    calls: dict[str, Callable[..., Any]] = {
+                        "networkpolicies": self.net.list_network_policy_for_all_namespaces,
+                        "pods": self.core.list_pod_for_all_namespaces,
+                        "namespaces": self.core.list_namespace,
+                    }
+                    response = calls[kind](limit=page, _continue=token, _preload_content=False)
                 data = _json(response)
             yield from data.get("items") or []
             token = (data.get("metadata") or {}).get("continue")

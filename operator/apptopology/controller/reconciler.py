@@ -21,13 +21,15 @@ import datetime
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..api.status import Reason, ready_status, status_changed
-from ..api.validation import InvalidTopology
+from ..api.validation import InvalidTopology, parse_spec
+from ..diagnosis import diagnose
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
 from ..render import TOPOLOGY_LABEL
 from . import metrics
@@ -133,11 +135,13 @@ class Reconciler:
         self._last_good: dict[Key, tuple[str, Any]] = {}
         self._refused: dict[Key, _Refused] = {}
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes]]] = {}  # DryRun: last (generation, digests) asked
+        self._local = threading.local()  # the view of the reconcile running on this thread
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
         request at all; without it, the topology is read from the API server."""
         started = self.clock()
+        self._local.view = view
         try:
             outcome = self._reconcile(namespace, name, view)
         except ApiError as exc:
@@ -354,6 +358,25 @@ class Reconciler:
         except ApiError:
             return Outcome(retry=True, summary=message)
 
+    def _diagnosis(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The status fields that say what the topology selects now and what looks wrong (from the cache;
+        nothing without one)."""
+        view: View | None = getattr(self._local, "view", None)
+        if view is None:
+            return {}
+        meta = body["metadata"]
+        try:
+            topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
+        except InvalidTopology:
+            return {"tiers": None, "podCount": None, "warningCount": None, "warnings": None}
+        report = diagnose(topology, view.pods, view.namespaces)
+        return {
+            "tiers": [t.to_status() for t in report.tiers],
+            "podCount": report.pods,
+            "warningCount": report.warning_count,
+            "warnings": list(report.warnings) or None,
+        }
+
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Events are for humans and best effort: a refused event (a terminating namespace) fails nothing."""
         try:
@@ -398,6 +421,7 @@ class Reconciler:
             now=self.now(),
             extra={**_mode(body), **(extra or {})},
         )
+        status.update(self._diagnosis(body))
         if status_changed(body.get("status"), status):
             self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
             if reason is not Reason.RECONCILED:

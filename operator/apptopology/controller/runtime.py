@@ -87,6 +87,10 @@ class Controller:
         assert self.seeder is not None
         for body in self.seeder.list_all("networkpolicies"):
             self.cache.put_policy(body)
+        for body in self.seeder.list_all("namespaces"):
+            self.cache.put_namespace(body)
+        for body in self.seeder.list_all("pods"):
+            self.cache.put_pod(body)
         for body in self.seeder.list_all("apptopologies"):
             self.cache.put_topology(body)
         log.info("cache seeded: %d topologies, %d policies", len(self.cache.topologies), self.cache.policy_count())
@@ -116,6 +120,22 @@ class Controller:
             self.cache.put_policy(event["object"])
         for key in self.reconciler.expectations.keys_to_reconcile(event):
             self._add(key)
+
+    def pod_event(self, event: Mapping[str, Any]) -> None:
+        """Pods change what the tiers select: their topologies look again (only when labels, IP or ports
+        changed, not for every status update a kubelet makes)."""
+        pod = event["object"]
+        changed = self.cache.drop_pod(pod) if event.get("type") == "DELETED" else self.cache.put_pod(pod)
+        if changed:
+            for key in self.cache.topologies_in(str((pod.get("metadata") or {}).get("namespace"))):
+                self._add(key)
+
+    def namespace_event(self, event: Mapping[str, Any]) -> None:
+        """Namespace labels decide what namespaceSelectors match: every topology looks again (rare)."""
+        body = event["object"]
+        changed = self.cache.drop_namespace(body) if event.get("type") == "DELETED" else self.cache.put_namespace(body)
+        if changed and self.queue is not None and self._active is not None and self._active.is_set():
+            self.enqueue_all()
 
     def enqueue_all(self) -> None:
         for key in list(self.cache.topologies):
