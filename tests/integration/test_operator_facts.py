@@ -35,9 +35,16 @@ def test_operator_renders_from_the_cluster_and_follows_changes(
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
     }
-    wait_for(lambda: dns in peers_on(agent_policy(cluster, namespace), 53), what="DNS from the kube-dns Service")
-    obj = cluster.get(namespace, "platform-agent")
-    assert obj is not None and "kube-system/kube-dns" in (obj["status"].get("dns") or ""), obj["status"]
+    # The DNS peer is the Service's (same selector as spec.dns's default here), and the status says so.
+    wait_for(
+        lambda: (
+            "kube-system/kube-dns"
+            in ((cluster.get(namespace, "platform-agent") or {}).get("status") or {}).get("dns", "")
+        ),
+        what="status.dns resolved from the kube-dns Service",
+    )
+    assert dns in peers_on(agent_policy(cluster, namespace), 53)
+    assert {"ipBlock": {"cidr": "169.254.20.10/32"}} in peers_on(agent_policy(cluster, namespace), 53)  # NodeLocal
 
     # The API server gets another address: the policy follows (within the facts interval).
     discovery = client.DiscoveryV1Api(controlplane.api)

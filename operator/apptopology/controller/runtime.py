@@ -140,6 +140,9 @@ class Controller:
     def topology_event(self, event: Mapping[str, Any]) -> None:
         body = event["object"]
         key = self.cache.drop_topology(body) if event.get("type") == "DELETED" else self.cache.put_topology(body)
+        if event.get("type") != "DELETED" and needs_facts(body) and not self.reconciler.facts.in_cluster:
+            # The first topology that needs cluster facts: read them now rather than at the next interval.
+            self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
         self._add(key)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
