@@ -225,7 +225,8 @@ class Bench:
             os.environ["APPTOPOLOGY_TRACEMALLOC"] = str(env_file)
         operator = Operator(self.cp, ["--workers", str(workers)])
         self.result["workers"] = workers
-        operator.start()
+        start_timeout = 600 if tracemalloc else 60  # tracing every allocation slows the start a lot
+        operator.start(start_timeout)
         since = len(self.cp.audit_writes())
         docs = [topology(name, ns) for ns, name in self.keys]
 
@@ -280,7 +281,7 @@ class Bench:
         operator.stop()
         since = len(self.cp.audit_writes())
         started = time.monotonic()
-        operator.start()
+        operator.start(start_timeout)
         target = self.size
         while True:
             try:
@@ -297,6 +298,10 @@ class Bench:
         self.result["writes_after_restart"] = sum(real.values())
         _, rss = proc_stats(operator.proc.pid)
         self.result["rss_after_restart_mib"] = rss
+        if tracemalloc:
+            os.kill(operator.proc.pid, signal.SIGUSR1)
+            time.sleep(10)
+            self.result["tracemalloc_after_restart"] = env_file.read_text() if env_file.exists() else "(none)"
         operator.stop()
         return self.result
 
@@ -339,7 +344,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--tracemalloc", action="store_true", help="trace the operator's allocations")
     parser.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of the operator during the burst")
-    parser.add_argument("--workers", type=int, default=8, help="the operator's --workers (default 8)")
+    parser.add_argument("--workers", type=int, default=16, help="the operator's --workers (default 16)")
     args = parser.parse_args()
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -349,9 +354,10 @@ def main() -> int:
                 result = Bench(cp, size).run(args.tracemalloc, args.profile, args.workers)
             finally:
                 subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)
-        print(yaml.safe_dump({k: v for k, v in result.items() if k != "tracemalloc"}, sort_keys=False), flush=True)
-        if "tracemalloc" in result:
-            print(result["tracemalloc"], flush=True)
+        traces = {k: result.pop(k) for k in ("tracemalloc", "tracemalloc_after_restart") if k in result}
+        print(yaml.safe_dump(result, sort_keys=False), flush=True)
+        for label, text in traces.items():
+            print(f"--- {label}\n{text}", flush=True)
         results.append(result)
     print(table(results))
     if args.json:

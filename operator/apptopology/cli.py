@@ -443,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="liveness endpoint (default http://0.0.0.0:8080/healthz; '' to disable)",
     )
-    p.add_argument("--workers", type=_positive_int, default=8, help="reconciles in parallel (default 8)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=16,
+        help="reconciles in parallel (default 16: a reconcile mostly waits for the API server)",
+    )
     p.add_argument(
         "--resync",
         type=_positive_float,

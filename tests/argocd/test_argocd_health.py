@@ -156,9 +156,9 @@ def test_cases_cover_every_status_and_reason() -> None:
     }
     degraded_reasons = {ready["reason"] for o in by_status["Degraded"] if (ready := ready_of(o))}
     # Every reason the operator sets today, and one it does not know yet (the check must not need it).
-    assert degraded_reasons == {r.value for r in Reason if r not in (Reason.RECONCILED, Reason.DRY_RUN)} | {
-        "GuardrailViolation"
-    }
+    assert degraded_reasons == {
+        r.value for r in Reason if r not in (Reason.RECONCILED, Reason.DRY_RUN, Reason.ALONE, Reason.OPENED_BY_OTHERS)
+    } | {"GuardrailViolation"}
     # spec.enforcement absent and explicit; DryRun that still degrades.
     assert {o["spec"].get("enforcement") for o in by_status["Healthy"]} == {None, "Enforce"}
     assert "DryRun" in {o["spec"].get("enforcement") for o in by_status["Degraded"]}

@@ -125,7 +125,7 @@ class Operator:
         self.port = 0
         self.metrics_port = 0
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60) -> None:
         self.port, self.metrics_port = _free_port(), _free_port()
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 (the process owns it)
@@ -144,7 +144,7 @@ class Operator:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-        wait_for(self.healthy, timeout=60, what="operator liveness endpoint")
+        wait_for(self.healthy, timeout=timeout, what="operator liveness endpoint")
 
     def healthy(self) -> bool:
         assert self.proc is not None

@@ -416,3 +416,24 @@ def test_a_dry_run_refusal_is_reported(cluster: FakeCluster, reconciler: Reconci
     assert (
         cond["reason"] == "ApplyFailed" and "would refuse" in cond["message"] and "denied by policy" in cond["message"]
     )
+
+
+def test_isolated_says_when_another_topology_opens_its_pods(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    converged(cluster, reconciler)
+    view = cluster.view(NS, "shop")
+    reconciler.reconcile(NS, "shop", view)
+    isolated = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
+    assert (isolated["status"], isolated["reason"]) == ("True", "Alone")
+    # A second topology whose tier selects every pod of the namespace and lets anyone in on 22.
+    other = topology([{"from": {"anywhere": True}, "to": {"tier": "everyone"}, "ports": [{"port": 22}]}])
+    other["metadata"]["name"] = "ops"
+    other["spec"]["tiers"] = [{"name": "everyone", "podSelector": {}}]
+    cluster.add_topology(other)
+    reconciler.reconcile(NS, "ops", cluster.view(NS, "ops"))
+    cluster.update_spec(NS, "shop", {**topology()["spec"], "flows": topology()["spec"]["flows"][:1]})
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # a change: evaluated afresh
+    isolated = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
+    assert (isolated["status"], isolated["reason"]) == ("False", "OpenedByOthers")
+    assert "TCP/22" in isolated["message"] and "ops.tier-everyone" in isolated["message"]
+    ready_condition = ready(cluster)
+    assert ready_condition["status"] == "True"  # Ready is about this topology's own policies

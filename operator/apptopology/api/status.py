@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ConditionType(StrEnum):
     READY = "Ready"
+    ISOLATED = "Isolated"
+    """True: nothing but this topology's own policies opens traffic to or from its pods beyond what it
+    declares. False: another topology's or a hand-written policy in the namespace does (NetworkPolicies
+    add up), with the pairs."""
 
 
 class Reason(StrEnum):
@@ -36,6 +40,10 @@ class Reason(StrEnum):
     """The API server refused part of the revision; the previous revision was kept (or restored) whole."""
     DRY_RUN = "DryRun"
     """spec.enforcement is DryRun: nothing is enforced; status.dryRun says what enforcing would do."""
+    ALONE = "Alone"
+    """Isolated=True: no other policy in the namespace opens anything of this topology's pods."""
+    OPENED_BY_OTHERS = "OpenedByOthers"
+    """Isolated=False: other policies of the namespace open pairs this topology denies."""
 
 
 class Condition(BaseModel):

@@ -46,6 +46,7 @@ class View:
     names: frozenset[str] = frozenset()
     pods: tuple[Pod, ...] = ()  # of its namespace, and of the namespaces its DNS servers run in
     namespaces: tuple[Namespace, ...] = ()
+    neighbours: tuple[dict[str, Any], ...] = ()  # the other topologies of its namespace
 
 
 def controller_uid(policy: Mapping[str, Any]) -> str | None:
@@ -180,6 +181,7 @@ class Cache:
             frozenset(self._names.get(key[0], ())),
             tuple(pods),
             tuple(self.namespaces.values()),
+            tuple(self.topologies[k] for k in self.topologies_in(key[0]) if k != key and k in self.topologies),
         )
 
     def policy_count(self) -> int:

@@ -21,7 +21,7 @@ class Options:
     namespaces: list[str]
     liveness: str | None = None
     verbose: bool = False
-    workers: int = 8
+    workers: int = 16
     resync: float = 600.0
     metrics_port: int | None = None
     leader_elect: bool = False
@@ -36,7 +36,7 @@ def _memory_profile_on_signal(path: str) -> None:
     import signal
     import tracemalloc
 
-    tracemalloc.start(8)
+    tracemalloc.start(4)
 
     def dump(*_: object) -> None:
         snapshot = tracemalloc.take_snapshot()

@@ -17,17 +17,19 @@ faked in the unit tests).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from ..api.status import Reason, ready_status, status_changed
+from ..analysis import namespace_interactions
+from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
 from ..api.validation import InvalidTopology, parse_spec
 from ..diagnosis import diagnose
 from ..facts import OFFLINE, ClusterFacts
@@ -93,6 +95,8 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_ALONE = "No other NetworkPolicy of the namespace opens anything of this topology's pods."
+
 _SUMMARY = {
     Reason.DRY_RUN: "dry_run",
     Reason.RECONCILED: "applied",
@@ -136,6 +140,7 @@ class Reconciler:
         self._last_good: dict[Key, tuple[str, Any]] = {}
         self._refused: dict[Key, _Refused] = {}
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes]]] = {}  # DryRun: last (generation, digests) asked
+        self._isolation_at: dict[Key, float] = {}  # when the Isolated condition was last evaluated
         self._local = threading.local()  # the view of the reconcile running on this thread
         # What rendering knows about the cluster (DNS Services, the API server's addresses), kept current by
         # the controller; replaced whole, never mutated, so a reconcile reads one consistent value.
@@ -300,7 +305,10 @@ class Reconciler:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._refused.pop(key, None)
         self._last_good[key] = (_uid(body), body.get("spec"))
-        outcome = self._report(body, Reason.RECONCILED, f"{len(names)} NetworkPolicies in sync", names)
+        isolated = self._isolation(body, fresh=summary == "applied")
+        outcome = self._report(
+            body, Reason.RECONCILED, f"{len(names)} NetworkPolicies in sync", names, conditions=isolated
+        )
         return Outcome(summary=summary) if not outcome.retry else outcome
 
     def _dry_run(self, namespace: str, result: Plan) -> tuple[Write, ApiError] | None:
@@ -362,6 +370,49 @@ class Reconciler:
         except ApiError:
             return Outcome(retry=True, summary=message)
 
+    def _isolation(
+        self, body: dict[str, Any], fresh: bool
+    ) -> list[tuple[ConditionType, Literal["True", "False"], Reason, str]]:
+        """The Isolated condition: whether other policies of the namespace open this topology's pods beyond
+        its intent. Without other topologies or policies there, it is known at once; otherwise it is
+        evaluated over the namespace's policies (a LIST), after writes and at most once per recheck period."""
+        view: View | None = getattr(self._local, "view", None)
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if view is None:
+            return []
+        others = set(view.names) - set(view.owned)
+        if not view.neighbours and not others:
+            return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
+        last = self._isolation_at.get(key)
+        if not fresh and last is not None and self.clock() - last < self.recheck_after:
+            return []  # keep the condition as it is
+        try:
+            topologies = [parse_spec(meta["name"], meta["namespace"], body.get("spec"))]
+            for other in view.neighbours:
+                with contextlib.suppress(InvalidTopology):
+                    topologies.append(parse_spec(other["metadata"]["name"], meta["namespace"], other.get("spec")))
+            policies = self.cluster.list_policies(meta["namespace"])
+            found = [
+                i for i in namespace_interactions(topologies, policies, facts=self.facts) if i.topology == meta["name"]
+            ]
+        except (InvalidTopology, ApiError) as exc:
+            log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+            return []
+        self._isolation_at[key] = self.clock()
+        if not found:
+            return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
+        shown = "; ".join(i.line() for i in found[:3])
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        return [
+            (
+                ConditionType.ISOLATED,
+                "False",
+                Reason.OPENED_BY_OTHERS,
+                f"{len(found)} pairs: {shown}{more}"[:MAX_MESSAGE],
+            )
+        ]
+
     def _diagnosis(self, body: dict[str, Any]) -> dict[str, Any]:
         """The status fields that say what the topology selects now and what looks wrong (from the cache;
         nothing without one)."""
@@ -412,6 +463,7 @@ class Reconciler:
         requeue: bool = False,
         retry: bool = False,
         extra: Mapping[str, Any] | None = None,
+        conditions: Sequence[tuple[ConditionType, Literal["True", "False"], Reason, str]] = (),
     ) -> Outcome:
         """Write the status if it changed (Warning event then too, for anything but success)."""
         meta = body["metadata"]
@@ -429,6 +481,10 @@ class Reconciler:
             extra={**_mode(body), **(extra or {})},
         )
         status.update(self._diagnosis(body))
+        for type_, value, why, text in conditions:
+            status["conditions"] = set_condition(
+                status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
+            )
         if status_changed(body.get("status"), status):
             self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
             if reason is not Reason.RECONCILED:
