@@ -357,6 +357,63 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if changes else EXIT_OK
 
 
+MAX_PAIRS_SHOWN = 200
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """NetworkPolicies -> one AppTopology per namespace on stdout, proved by verify; the report on stderr."""
+    from .adoption.importer import by_namespace, import_namespace, report_lines
+
+    if args.cluster:
+        from .controller.kube import cluster_network_policies
+        from .controller.reconciler import ApiError
+
+        try:
+            policies: list[Any] = cluster_network_policies(args.namespace)
+        except ApiError as exc:
+            raise AnalysisError(f"reading the cluster: {exc}") from None
+    elif args.filename:
+        policies = [d.data for d in load_documents(args.filename)]
+    else:
+        raise AnalysisError("give the policies: -f FILE (repeatable) or --cluster")
+    groups = by_namespace(policies)
+    if args.namespace:
+        groups = {ns: group for ns, group in groups.items() if ns in args.namespace}
+    if not groups:
+        where = f" in namespaces {', '.join(args.namespace)}" if args.namespace else ""
+        raise AnalysisError(f"no NetworkPolicies found{where}")
+    if args.name and len(groups) > 1:
+        raise AnalysisError(f"--name names one topology; the policies are in {len(groups)} namespaces (use -n NS)")
+    inventory = _inventory(args)
+    code = EXIT_OK
+    limit = None if args.all_pairs else MAX_PAIRS_SHOWN
+    for namespace, group in groups.items():
+        result = import_namespace(namespace, group, inventory, args.name)
+        for line in report_lines(result, limit):
+            sys.stderr.write(line + "\n")
+        if not result.equivalent:
+            code = EXIT_INVALID
+        if result.document is None or result.wider:
+            continue
+        for line in header_lines(result):
+            sys.stdout.write(f"# {line}\n")
+        dump_yaml([result.document], sys.stdout)
+    return code
+
+
+def header_lines(result: Any) -> list[str]:
+    """What a reviewer of the imported file should know first: where it came from and what verify found."""
+    names = sorted(str((p.get("metadata") or {}).get("name")) for p in result.source_policies)
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    verdict = "equivalent" if result.equivalent else "NARROWER than the policies (see the import report)"
+    checks = ", ".join(f"{c.inventory} inventory of {c.endpoints} endpoints" for c in result.checks)
+    return [
+        f"Imported by apptopology import from {result.policies} NetworkPolicies of namespace {result.namespace}",
+        f"({shown}). verify: {verdict} on the {checks}.",
+        "Review it, apply it as it is (enforcement: DryRun), and set Enforce once its status shows what you expect.",
+    ]
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from .graph import dot, mermaid
 
@@ -497,6 +554,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inventory(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_diff, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser(
+        "import", help="turn existing NetworkPolicies into an AppTopology per namespace, proved equivalent by verify"
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        metavar="FILE",
+        help="file or directory with NetworkPolicy manifests ('-' for stdin); repeatable",
+    )
+    p.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS", help="only this namespace (repeatable)"
+    )
+    p.add_argument("--name", help="the topology's name (one namespace only; default: the namespace's name)")
+    p.add_argument("--all-pairs", action="store_true", help=f"list every differing pair (default: {MAX_PAIRS_SHOWN})")
+    p.add_argument(
+        "--inventory",
+        action="append",
+        metavar="PATH",
+        help="Namespace, Pod and workload manifests to verify on as well (files or directories; repeatable)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read the NetworkPolicies from the kubeconfig's cluster, and verify on its namespaces and pods as well",
+    )
+    p.set_defaults(func=cmd_import, error_exit=EXIT_USAGE)
 
     p = sub.add_parser("graph", help="draw the topology (Mermaid, Graphviz DOT, or SVG through Graphviz)")
     _add_file(p)
