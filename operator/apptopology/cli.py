@@ -414,6 +414,68 @@ def header_lines(result: Any) -> list[str]:
     ]
 
 
+def _observations(path: str) -> list[Any]:
+    from .adoption.flows import FlowError, read_flows
+
+    text = documents.read_text(path)
+    try:
+        return list(read_flows(text.splitlines()))
+    except FlowError as exc:
+        raise AnalysisError(f"{'<stdin>' if path == '-' else path}: {exc}") from None
+
+
+def _listed(title: str, items: Sequence[Any], out: TextIO) -> None:
+    if items:
+        out.write(f"{title} ({len(items)}):\n")
+        for item in items[:MAX_PAIRS_SHOWN]:
+            out.write(f"  {item}\n")
+        if len(items) > MAX_PAIRS_SHOWN:
+            out.write(f"  ... and {len(items) - MAX_PAIRS_SHOWN} more\n")
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Observed flows -> a suggested AppTopology per namespace (stdout), or with --against, the audit."""
+    from .adoption.suggest import audit, suggest
+
+    observations = _observations(args.flows)
+    if args.against:
+        inventory = _inventory(args)
+        denied = 0
+        for topology in load_topologies(args.against):
+            results = audit(topology, observations, inventory)
+            no = [r for r in results if r.allowed is False]
+            unknown = [r for r in results if r.allowed is None]
+            denied += len(no)
+            name = f"{topology.metadata.namespace}/{topology.metadata.name}"
+            verdict = f"would deny {len(no)} of {len(results)} observed flows" if no else "allows every observed flow"
+            if not results:
+                verdict = f"has no observed flow of namespace {topology.metadata.namespace or 'default'} to judge"
+            print(f"{'FAIL' if no else 'OK'}: AppTopology {name} {verdict}")
+            _listed("denied", [f"{r.flow}: {r.evidence.text()}" for r in no], sys.stdout)
+            _listed("not judged", [f"{r.flow}: {r.reason}; {r.evidence.text()}" for r in unknown], sys.stdout)
+        return EXIT_INVALID if denied else EXIT_OK
+    v4, v6 = (args.aggregate, args.aggregate_v6) if args.aggregate else (None, None)
+    result = suggest(observations, args.namespace, (v4, v6))
+    err = sys.stderr
+    err.write(f"suggest: {result.records} flow records, {result.replies} replies (not flows)\n")
+    code = EXIT_OK
+    for suggested in result.topologies:
+        if suggested.document is None:
+            err.write(f"  namespace {suggested.namespace}: {suggested.error}\n")
+            code = EXIT_INVALID
+            continue
+        for note in suggested.notes:
+            err.write(f"  namespace {suggested.namespace}: {note}\n")
+        sys.stdout.write(
+            f"# Suggested by apptopology suggest from observed flows of namespace {suggested.namespace}: every flow\n"
+            "# says its evidence. Review it: only what was observed is allowed, and all else is denied.\n"
+        )
+        dump_yaml([suggested.document], sys.stdout)
+    _listed("not placed (listed, not suggested)", [str(u) for u in result.unplaced], err)
+    _listed("denied when observed (not suggested)", [str(d) for d in result.denied], err)
+    return code
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from .graph import dot, mermaid
 
@@ -582,6 +644,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the NetworkPolicies from the kubeconfig's cluster, and verify on its namespaces and pods as well",
     )
     p.set_defaults(func=cmd_import, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser("suggest", help="propose an AppTopology from observed flows, or audit one against them")
+    p.add_argument(
+        "--flows",
+        required=True,
+        metavar="FILE",
+        help="observed flows: `hubble observe -o jsonpb` lines, or apptopology's JSON lines ('-' for stdin)",
+    )
+    p.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS", help="only this namespace (repeatable)"
+    )
+    p.add_argument(
+        "--aggregate",
+        type=int,
+        metavar="LEN",
+        help="external IPv4 addresses as /LEN ipBlocks (default: exact /32 and /128)",
+    )
+    p.add_argument("--aggregate-v6", type=int, default=64, metavar="LEN", help="with --aggregate: IPv6 /LEN (64)")
+    p.add_argument(
+        "--against",
+        action="append",
+        metavar="TOPOLOGY",
+        help="audit: which observed flows this topology would deny (exit 1 if any)",
+    )
+    p.add_argument(
+        "--inventory",
+        action="append",
+        metavar="PATH",
+        help="with --against: Namespace manifests, for the namespace labels that flows do not carry",
+    )
+    p.set_defaults(func=cmd_suggest, error_exit=EXIT_USAGE)
 
     p = sub.add_parser("graph", help="draw the topology (Mermaid, Graphviz DOT, or SVG through Graphviz)")
     _add_file(p)
