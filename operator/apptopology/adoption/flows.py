@@ -181,7 +181,7 @@ def read_flows(lines: Iterable[str]) -> Iterator[Observation]:
             raise FlowError(f"line {number}: longer than {MAX_LINE} characters")
         try:
             doc = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise FlowError(f"line {number}: not JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(doc, dict):
             raise FlowError(f"line {number}: expected a JSON object")

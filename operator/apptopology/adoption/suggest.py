@@ -144,7 +144,8 @@ class _Workloads:
 
 def _name(key: tuple[str, str], selector: Mapping[str, str]) -> tuple[str, str]:
     workload = key[1].split("/", 1)[1] if "/" in key[1] and not key[1].startswith("{") else ""
-    words = [selector[k] for k in IDENTIFYING if k in selector][:2] or [workload] or list(selector.values())[:2]
+    words = [selector[k] for k in IDENTIFYING if k in selector][:2] or ([workload] if workload else [])
+    words = words or list(selector.values())[:2]
     qualified = [workload] if workload else [f"{k.rsplit('/', 1)[-1]}-{v}" for k, v in selector.items()]
     return base_name(words, "pods"), base_name(qualified, "pods")
 
@@ -172,7 +173,7 @@ def suggest(
         if o.protocol is None or o.port is None:
             reason = "not TCP, UDP or SCTP with a port (ICMP and the like): NetworkPolicy cannot name it"
         elif "node" in (o.source.kind, o.destination.kind):
-            reason = "node traffic (kubelet probes, host-network pods): NetworkPolicy does not govern a node's own traffic"
+            reason = "node traffic (kubelet probes, host-network pods): NetworkPolicy does not govern it"
         elif "unknown" in (o.source.kind, o.destination.kind):
             reason = "an endpoint that is neither a pod, an external address nor the API server"
         elif o.source.kind == "kubeAPI":
@@ -285,11 +286,11 @@ def _topology(
         listed = [{"port": p, **({"protocol": proto} if proto != "TCP" else {})} for proto, p in sorted(ports)]
         chunks = [listed[i : i + MAX_PORTS] for i in range(0, len(listed), MAX_PORTS)] or [[]]
         for chunk in chunks:
-            entry: dict[str, Any] = {"from": source, "to": destination}
+            item: dict[str, Any] = {"from": source, "to": destination}
             if chunk:
-                entry["ports"] = chunk
-            entry["description"] = evidence.text()[:512]
-            entries.append(entry)
+                item["ports"] = chunk
+            item["description"] = evidence.text()[:512]
+            entries.append(item)
     if len(entries) > MAX_FLOWS:
         result.notes.append(f"{len(entries) - MAX_FLOWS} flows left out: a topology takes at most {MAX_FLOWS}")
         entries = entries[:MAX_FLOWS]
