@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..analysis import Difference, merge_inventories, parse, synthesize_from_policies, verify
+from ..analysis import Difference, merge_inventories, parse, verify
 from ..api.spec import (
     MAX_EXCEPT,
     MAX_FLOWS,
@@ -612,7 +612,8 @@ def import_namespace(
         )
         return result
     result.document, result.topology = document, topology
-    synthesized = merge_inventories([synthesize(topology), synthesize_from_policies(policies), left_out])
+    # The topology names every tier and peer the translation kept; the witnesses those it left out.
+    synthesized = merge_inventories([synthesize(topology), left_out])
     result.checks.append(_check(topology, policies, synthesized, "synthesized", notes))
     if inventory is not None:
         result.checks.append(_check(topology, policies, inventory, "given", notes))
