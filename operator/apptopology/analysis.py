@@ -6,6 +6,7 @@ intent (topology -> declared connectivity). The CLI formats what these functions
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +263,8 @@ class Difference:
     destination: str
     extra: PortSet
     missing: PortSet
+    # The pair itself, for callers that explain the difference (import names the input rules behind it).
+    endpoints: tuple[Endpoint, Endpoint] | None = dataclasses.field(default=None, compare=False)
 
     def lines(self) -> list[str]:
         out = []
@@ -306,6 +309,7 @@ def verify(
                         display_name(destination, home),
                         actual.difference(declared),
                         declared.difference(actual),
+                        (source, destination),
                     )
                 )
     return diffs

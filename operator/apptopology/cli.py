@@ -358,6 +358,125 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if changes else EXIT_OK
 
 
+MAX_PAIRS_SHOWN = 200
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """NetworkPolicies -> one AppTopology per namespace on stdout, proved by verify; the report on stderr."""
+    from .adoption.importer import by_namespace, import_namespace, report_lines
+
+    if args.cluster:
+        from .controller.kube import cluster_network_policies
+        from .controller.reconciler import ApiError
+
+        try:
+            policies: list[Any] = cluster_network_policies(args.namespace)
+        except ApiError as exc:
+            raise AnalysisError(f"reading the cluster: {exc}") from None
+    elif args.filename:
+        policies = [d.data for d in load_documents(args.filename)]
+    else:
+        raise AnalysisError("give the policies: -f FILE (repeatable) or --cluster")
+    groups = by_namespace(policies)
+    if args.namespace:
+        groups = {ns: group for ns, group in groups.items() if ns in args.namespace}
+    if not groups:
+        where = f" in namespaces {', '.join(args.namespace)}" if args.namespace else ""
+        raise AnalysisError(f"no NetworkPolicies found{where}")
+    if args.name and len(groups) > 1:
+        raise AnalysisError(f"--name names one topology; the policies are in {len(groups)} namespaces (use -n NS)")
+    inventory = _inventory(args)
+    code = EXIT_OK
+    limit = None if args.all_pairs else MAX_PAIRS_SHOWN
+    for namespace, group in groups.items():
+        result = import_namespace(namespace, group, inventory, args.name)
+        for line in report_lines(result, limit):
+            sys.stderr.write(line + "\n")
+        if not result.equivalent:
+            code = EXIT_INVALID
+        if result.document is None or result.wider:
+            continue
+        for line in header_lines(result):
+            sys.stdout.write(f"# {line}\n")
+        dump_yaml([result.document], sys.stdout)
+    return code
+
+
+def header_lines(result: Any) -> list[str]:
+    """What a reviewer of the imported file should know first: where it came from and what verify found."""
+    names = sorted(str((p.get("metadata") or {}).get("name")) for p in result.source_policies)
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    verdict = "equivalent" if result.equivalent else "NARROWER than the policies (see the import report)"
+    checks = ", ".join(f"{c.inventory} inventory of {c.endpoints} endpoints" for c in result.checks)
+    return [
+        f"Imported by apptopology import from {result.policies} NetworkPolicies of namespace {result.namespace}",
+        f"({shown}). verify: {verdict} on the {checks}.",
+        "Review it, apply it as it is (enforcement: DryRun), and set Enforce once its status shows what you expect.",
+    ]
+
+
+def _observations(path: str) -> list[Any]:
+    from .adoption.flows import FlowError, read_flows
+
+    text = documents.read_text(path)
+    try:
+        return list(read_flows(text.splitlines()))
+    except FlowError as exc:
+        raise AnalysisError(f"{'<stdin>' if path == '-' else path}: {exc}") from None
+
+
+def _listed(title: str, items: Sequence[Any], out: TextIO) -> None:
+    if items:
+        out.write(f"{title} ({len(items)}):\n")
+        for item in items[:MAX_PAIRS_SHOWN]:
+            out.write(f"  {item}\n")
+        if len(items) > MAX_PAIRS_SHOWN:
+            out.write(f"  ... and {len(items) - MAX_PAIRS_SHOWN} more\n")
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Observed flows -> a suggested AppTopology per namespace (stdout), or with --against, the audit."""
+    from .adoption.suggest import audit, suggest
+
+    observations = _observations(args.flows)
+    if args.against:
+        inventory = _inventory(args)
+        denied = 0
+        for topology in load_topologies(args.against):
+            results = audit(topology, observations, inventory)
+            no = [r for r in results if r.allowed is False]
+            unknown = [r for r in results if r.allowed is None]
+            denied += len(no)
+            name = f"{topology.metadata.namespace}/{topology.metadata.name}"
+            verdict = f"would deny {len(no)} of {len(results)} observed flows" if no else "allows every observed flow"
+            if not results:
+                verdict = f"has no observed flow of namespace {topology.metadata.namespace or 'default'} to judge"
+            print(f"{'FAIL' if no else 'OK'}: AppTopology {name} {verdict}")
+            _listed("denied", [f"{r.flow}: {r.evidence.text()}" for r in no], sys.stdout)
+            _listed("not judged", [f"{r.flow}: {r.reason}; {r.evidence.text()}" for r in unknown], sys.stdout)
+        return EXIT_INVALID if denied else EXIT_OK
+    v4, v6 = (args.aggregate, args.aggregate_v6) if args.aggregate else (None, None)
+    result = suggest(observations, args.namespace, (v4, v6))
+    err = sys.stderr
+    err.write(f"suggest: {result.records} flow records, {result.replies} replies (not flows)\n")
+    code = EXIT_OK
+    for suggested in result.topologies:
+        if suggested.document is None:
+            err.write(f"  namespace {suggested.namespace}: {suggested.error}\n")
+            code = EXIT_INVALID
+            continue
+        for note in suggested.notes:
+            err.write(f"  namespace {suggested.namespace}: {note}\n")
+        sys.stdout.write(
+            f"# Suggested by apptopology suggest from observed flows of namespace {suggested.namespace}: every flow\n"
+            "# says its evidence. Review it: only what was observed is allowed, and all else is denied.\n"
+        )
+        dump_yaml([suggested.document], sys.stdout)
+    _listed("not placed (listed, not suggested)", [str(u) for u in result.unplaced], err)
+    _listed("denied when observed (not suggested)", [str(d) for d in result.denied], err)
+    return code
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from .graph import dot, mermaid
 
@@ -511,6 +630,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inventory(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_diff, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser(
+        "import", help="turn existing NetworkPolicies into an AppTopology per namespace, proved equivalent by verify"
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        metavar="FILE",
+        help="file or directory with NetworkPolicy manifests ('-' for stdin); repeatable",
+    )
+    p.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS", help="only this namespace (repeatable)"
+    )
+    p.add_argument("--name", help="the topology's name (one namespace only; default: the namespace's name)")
+    p.add_argument("--all-pairs", action="store_true", help=f"list every differing pair (default: {MAX_PAIRS_SHOWN})")
+    p.add_argument(
+        "--inventory",
+        action="append",
+        metavar="PATH",
+        help="Namespace, Pod and workload manifests to verify on as well (files or directories; repeatable)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read the NetworkPolicies from the kubeconfig's cluster, and verify on its namespaces and pods as well",
+    )
+    p.set_defaults(func=cmd_import, error_exit=EXIT_USAGE)
+
+    p = sub.add_parser("suggest", help="propose an AppTopology from observed flows, or audit one against them")
+    p.add_argument(
+        "--flows",
+        required=True,
+        metavar="FILE",
+        help="observed flows: `hubble observe -o jsonpb` lines, or apptopology's JSON lines ('-' for stdin)",
+    )
+    p.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS", help="only this namespace (repeatable)"
+    )
+    p.add_argument(
+        "--aggregate",
+        type=int,
+        metavar="LEN",
+        help="external IPv4 addresses as /LEN ipBlocks (default: exact /32 and /128)",
+    )
+    p.add_argument("--aggregate-v6", type=int, default=64, metavar="LEN", help="with --aggregate: IPv6 /LEN (64)")
+    p.add_argument(
+        "--against",
+        action="append",
+        metavar="TOPOLOGY",
+        help="audit: which observed flows this topology would deny (exit 1 if any)",
+    )
+    p.add_argument(
+        "--inventory",
+        action="append",
+        metavar="PATH",
+        help="with --against: Namespace manifests, for the namespace labels that flows do not carry",
+    )
+    p.set_defaults(func=cmd_suggest, error_exit=EXIT_USAGE)
 
     p = sub.add_parser("graph", help="draw the topology (Mermaid, Graphviz DOT, or SVG through Graphviz)")
     _add_file(p)

@@ -25,7 +25,14 @@ from ..plan import FIELD_MANAGER
 from . import metrics
 from .reconciler import ApiError
 
-__all__ = ["ApiError", "Kube", "cluster_facts_manifests", "cluster_manifests", "load_config"]
+__all__ = [
+    "ApiError",
+    "Kube",
+    "cluster_facts_manifests",
+    "cluster_manifests",
+    "cluster_network_policies",
+    "load_config",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -262,6 +269,24 @@ def cluster_manifests() -> list[dict[str, Any]]:
             item["kind"] = kind
             manifests.append(item)
     return manifests
+
+
+def cluster_network_policies(namespaces: list[str] | None = None) -> list[dict[str, Any]]:
+    """The NetworkPolicies of ``namespaces`` (all when empty) of the kubeconfig's cluster, for `import --cluster`:
+    a LIST per namespace, or one for the cluster."""
+    load_config()
+    networking = client.NetworkingV1Api()
+    with _api_errors():
+        if namespaces:
+            responses = [networking.list_namespaced_network_policy(ns, _preload_content=False) for ns in namespaces]
+        else:
+            responses = [networking.list_network_policy_for_all_namespaces(_preload_content=False)]
+    policies: list[dict[str, Any]] = []
+    for response in responses:
+        for item in _json(response).get("items") or []:
+            item["apiVersion"], item["kind"] = "networking.k8s.io/v1", "NetworkPolicy"
+            policies.append(item)
+    return policies
 
 
 def cluster_facts_manifests(
