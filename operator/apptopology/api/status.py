@@ -44,6 +44,8 @@ class Reason(StrEnum):
     """Isolated=True: no other policy in the namespace opens anything of this topology's pods."""
     OPENED_BY_OTHERS = "OpenedByOthers"
     """Isolated=False: other policies of the namespace open pairs this topology denies."""
+    NOT_EVALUATED = "NotEvaluated"
+    """Isolated=Unknown: the namespace has too many policies to evaluate in the operator."""
 
 
 class Condition(BaseModel):

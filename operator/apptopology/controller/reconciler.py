@@ -17,7 +17,6 @@ faked in the unit tests).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -33,6 +32,7 @@ from ..api.status import ConditionType, Reason, ready_status, set_condition, sta
 from ..api.validation import InvalidTopology, parse_spec
 from ..diagnosis import diagnose
 from ..facts import OFFLINE, ClusterFacts
+from ..intent import synthesize
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
 from ..render import TOPOLOGY_LABEL, resolve_dns
 from . import metrics
@@ -95,6 +95,7 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_ISOLATION_POLICIES = 200  # evaluating the Isolated condition costs about policies x endpoints
 _ALONE = "No other NetworkPolicy of the namespace opens anything of this topology's pods."
 
 _SUMMARY = {
@@ -372,7 +373,7 @@ class Reconciler:
 
     def _isolation(
         self, body: dict[str, Any], fresh: bool
-    ) -> list[tuple[ConditionType, Literal["True", "False"], Reason, str]]:
+    ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
         """The Isolated condition: whether other policies of the namespace open this topology's pods beyond
         its intent. Without other topologies or policies there, it is known at once; otherwise it is
         evaluated over the namespace's policies (a LIST), after writes and at most once per recheck period."""
@@ -388,14 +389,23 @@ class Reconciler:
         if not fresh and last is not None and self.clock() - last < self.recheck_after:
             return []  # keep the condition as it is
         try:
-            topologies = [parse_spec(meta["name"], meta["namespace"], body.get("spec"))]
-            for other in view.neighbours:
-                with contextlib.suppress(InvalidTopology):
-                    topologies.append(parse_spec(other["metadata"]["name"], meta["namespace"], other.get("spec")))
+            topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
             policies = self.cluster.list_policies(meta["namespace"])
-            found = [
-                i for i in namespace_interactions(topologies, policies, facts=self.facts) if i.topology == meta["name"]
-            ]
+            if len(policies) > MAX_ISOLATION_POLICIES:
+                self._isolation_at[key] = self.clock()
+                return [
+                    (
+                        ConditionType.ISOLATED,
+                        "Unknown",
+                        Reason.NOT_EVALUATED,
+                        f"{len(policies)} NetworkPolicies in the namespace, more than {MAX_ISOLATION_POLICIES}: not "
+                        "evaluated here (apptopology verify --namespace-mode answers it offline).",
+                    )
+                ]
+            # This topology's own synthesized inventory (its tiers, peers, near misses, the world) is what
+            # another policy could open; the other topologies' inventories would multiply the cost.
+            inventory = synthesize(topology, self.facts)
+            found = namespace_interactions([topology], policies, inventory, self.facts)
         except (InvalidTopology, ApiError) as exc:
             log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
             return []
@@ -463,7 +473,7 @@ class Reconciler:
         requeue: bool = False,
         retry: bool = False,
         extra: Mapping[str, Any] | None = None,
-        conditions: Sequence[tuple[ConditionType, Literal["True", "False"], Reason, str]] = (),
+        conditions: Sequence[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]] = (),
     ) -> Outcome:
         """Write the status if it changed (Warning event then too, for anything but success)."""
         meta = body["metadata"]
