@@ -377,7 +377,7 @@ def test_dry_run_writes_no_policy_and_says_what_it_would_apply(cluster: FakeClus
     doc = topology()
     doc["spec"] = _dry(doc["spec"])
     cluster.add_topology(doc)
-    reconciler.reconcile(NS, "shop")
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
     assert cluster.names(NS) == [] and not [w for w in cluster.writes() if w[0] in ("apply", "delete")]
     asked = sorted(n for v, n in cluster.writes(dry_run=True) if v == "apply")
     assert asked == ["shop.allow-dns", "shop.default-deny", "shop.tier-api", "shop.tier-web"]
@@ -437,3 +437,26 @@ def test_isolated_says_when_another_topology_opens_its_pods(cluster: FakeCluster
     assert "TCP/22" in isolated["message"] and "ops.tier-everyone" in isolated["message"]
     ready_condition = ready(cluster)
     assert ready_condition["status"] == "True"  # Ready is about this topology's own policies
+
+
+def test_dry_run_counts_the_connections_enforcing_would_deny(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    import dataclasses
+
+    from apptopology.evaluator import ContainerPort, Namespace, Pod
+
+    doc = topology()
+    doc["spec"] = _dry(doc["spec"])
+    cluster.add_topology(doc)
+    pods = (
+        Pod(NS, "web-1", {"app": "web"}, ip="10.0.0.1", ports=(ContainerPort("http", 443),)),
+        Pod(NS, "api-1", {"app": "api"}, ip="10.0.0.2", ports=(ContainerPort("http", 8080),)),
+    )
+    view = dataclasses.replace(
+        cluster.view(NS, "shop"), pods=pods, namespaces=(Namespace(NS, {"kubernetes.io/metadata.name": NS}),)
+    )
+    reconciler.reconcile(NS, "shop", view)
+    dry = cluster.topologies[(NS, "shop")]["status"]["dryRun"]
+    # Today (no policy) everything is open; enforced, web may reach api on 8080 only: both directions lose.
+    assert dry["deniedConnections"]["count"] == 2
+    assert any("prod/api-1 -> prod/web-1" in e for e in dry["deniedConnections"]["examples"])
+    assert "2 connections between its running pods would be denied" in ready(cluster)["message"]

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 from ..analysis import namespace_interactions
 from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
 from ..api.validation import InvalidTopology, parse_spec
-from ..diagnosis import diagnose
+from ..diagnosis import Denied, denied_connections, diagnose
 from ..facts import OFFLINE, ClusterFacts
 from ..intent import synthesize
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
@@ -95,7 +95,7 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-MAX_ISOLATION_POLICIES = 200  # evaluating the Isolated condition costs about policies x endpoints
+MAX_ISOLATION_POLICIES = 50  # evaluating the Isolated condition costs about policies x endpoints
 _ALONE = "No other NetworkPolicy of the namespace opens anything of this topology's pods."
 
 _SUMMARY = {
@@ -140,7 +140,8 @@ class Reconciler:
         # key -> (uid, spec): a reference to the spec of a body we were given (bodies are never mutated).
         self._last_good: dict[Key, tuple[str, Any]] = {}
         self._refused: dict[Key, _Refused] = {}
-        self._dry_ok: dict[Key, tuple[int, dict[str, bytes]]] = {}  # DryRun: last (generation, digests) asked
+        # DryRun: the (generation, digests, pods) last asked about and evaluated
+        self._dry_ok: dict[Key, tuple[int, dict[str, bytes], int]] = {}
         self._isolation_at: dict[Key, float] = {}  # when the Isolated condition was last evaluated
         self._local = threading.local()  # the view of the reconcile running on this thread
         # What rendering knows about the cluster (DNS Services, the API server's addresses), kept current by
@@ -260,10 +261,29 @@ class Reconciler:
                     f"Dry run: the API server would refuse NetworkPolicy {policy['metadata']['name']}: {exc.brief()}."
                 )
                 return self._report(body, Reason.APPLY_FAILED, message, [], requeue=True)
-        self._dry_ok[key] = (Owner.from_body(body).generation, digests(result.desired))
+        self._dry_ok[key] = (Owner.from_body(body).generation, digests(result.desired), self._pods_seen())
         names = result.desired_names
-        message = f"Dry run: {len(names)} NetworkPolicies would be applied, none is enforced"
-        return self._report(body, Reason.DRY_RUN, message, [], extra={"dryRun": {"wouldApply": names}})
+        dry: dict[str, Any] = {"wouldApply": names}
+        denied = self._denied(namespace, result)
+        if denied is not None:
+            dry["deniedConnections"] = {"count": denied.count, "examples": list(denied.examples) or None}
+        count = f"; {denied.count} connections between its running pods would be denied" if denied else ""
+        message = f"Dry run: {len(names)} NetworkPolicies would be applied{count}, none is enforced"
+        return self._report(body, Reason.DRY_RUN, message, [], extra={"dryRun": dry})
+
+    def _pods_seen(self) -> int:
+        """A cheap fingerprint of the pods the cache showed this reconcile (a change re-evaluates a dry run)."""
+        view: View | None = getattr(self._local, "view", None)
+        return hash(view.pods) if view is not None else 0
+
+    def _denied(self, namespace: str, result: Plan) -> Denied | None:
+        """Connections between the namespace's running pods (from the cache) that enforcing would deny:
+        the namespace's policies now, against the same plus the topology's. None without a cache."""
+        view: View | None = getattr(self._local, "view", None)
+        if view is None:
+            return None
+        before = self.cluster.list_policies(namespace)
+        return denied_connections(before, [*before, *result.desired], view.pods, view.namespaces, namespace)
 
     def _live(self, namespace: str, name: str, view: View | None) -> tuple[list[dict[str, Any]], set[str]]:
         """The policies to plan from, read from the API server, and names of other policies that exist.
@@ -294,7 +314,7 @@ class Reconciler:
         wanted = digests(desired)
         if (body.get("spec") or {}).get("enforcement") == "DryRun":
             # In sync when nothing is enforced and this revision was already asked about.
-            if view.owned or self._dry_ok.get(key) != (Owner.from_body(body).generation, wanted):
+            if view.owned or self._dry_ok.get(key) != (Owner.from_body(body).generation, wanted, hash(view.pods)):
                 return None
             return Outcome(summary="in_sync")
         self.expectations.set(key, wanted)
@@ -376,7 +396,8 @@ class Reconciler:
     ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
         """The Isolated condition: whether other policies of the namespace open this topology's pods beyond
         its intent. Without other topologies or policies there, it is known at once; otherwise it is
-        evaluated over the namespace's policies (a LIST), after writes and at most once per recheck period."""
+        evaluated over the namespace's policies (a LIST) after this topology's own writes, and then once per
+        recheck period (5 minutes), so other topologies' changes show within that period."""
         view: View | None = getattr(self._local, "view", None)
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -386,7 +407,13 @@ class Reconciler:
         if not view.neighbours and not others:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
         last = self._isolation_at.get(key)
-        if not fresh and last is not None and self.clock() - last < self.recheck_after:
+        if last is None:
+            # First sight (a new topology, or every topology after a restart): a restart must not rewrite
+            # statuses, so the stored condition stands until the next period unless this reconcile wrote.
+            self._isolation_at[key] = self.clock()
+            if not fresh:
+                return []
+        elif not fresh and self.clock() - last < self.recheck_after:
             return []  # keep the condition as it is
         try:
             topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
