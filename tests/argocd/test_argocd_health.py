@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from apptopology.api.spec import AppTopologySpec
-from apptopology.api.status import AppTopologyStatus, Reason
+from apptopology.api.status import ISOLATION_REASONS, AppTopologyStatus, Reason
 from apptopology.api.validation import InvalidTopology, parse_topology
 from shared import ROOT
 
@@ -157,7 +157,7 @@ def test_cases_cover_every_status_and_reason() -> None:
     degraded_reasons = {ready["reason"] for o in by_status["Degraded"] if (ready := ready_of(o))}
     # Every reason the operator sets today, and one it does not know yet (the check must not need it).
     assert degraded_reasons == {
-        r.value for r in Reason if r not in (Reason.RECONCILED, Reason.DRY_RUN, Reason.ALONE, Reason.OPENED_BY_OTHERS)
+        r.value for r in Reason if r not in (Reason.RECONCILED, Reason.DRY_RUN, *ISOLATION_REASONS)
     } | {"GuardrailViolation"}
     # spec.enforcement absent and explicit; DryRun that still degrades.
     assert {o["spec"].get("enforcement") for o in by_status["Healthy"]} == {None, "Enforce"}

@@ -48,6 +48,10 @@ class Reason(StrEnum):
     """Isolated=Unknown: the namespace has too many policies to evaluate in the operator."""
 
 
+# Reasons of the Isolated condition (the others are Ready's).
+ISOLATION_REASONS = (Reason.ALONE, Reason.OPENED_BY_OTHERS, Reason.NOT_EVALUATED)
+
+
 class Condition(BaseModel):
     """One aspect of the topology's state, in the standard Kubernetes condition shape. The operator
     maintains the Ready condition."""
