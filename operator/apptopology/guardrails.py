@@ -298,7 +298,7 @@ class _Checker:
             if unknown is not None:
                 yield self._v(f"{base}.{unknown}", "peerNamespaces", "an endpoint kind the guardrail cannot judge")
             elif endpoint.anywhere:
-                text = f"anywhere includes every namespace; peers may be only in {names}"
+                text = f"anywhere includes every namespace: peers may be only in {names}"
                 yield self._v(f"{base}.anywhere", "peerNamespaces", text)
             elif endpoint.namespace_selector is not None and bad(endpoint.namespace_selector):
                 yield self._v(f"{base}.namespaceSelector", "peerNamespaces", selector_text)

@@ -112,7 +112,7 @@ def variables() -> list[dict[str, str]]:
         return (
             f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || "
             f"(has({_E}.namespaceSelector) && !({_pinned_ok(_E + '.namespaceSelector')}))), {_FLOW}' + {_SIDE} + "
-            f"(has({_E}.anywhere) ? '.anywhere: anywhere includes every namespace; peers may be only in ' + "
+            f"(has({_E}.anywhere) ? '.anywhere: anywhere includes every namespace: peers may be only in ' + "
             f"variables.peerNamesText : '.namespaceSelector: ' + {selector_text}) + ' (peerNamespaces)')"
         )
 
