@@ -2,7 +2,7 @@
 CLI, and the generated CRD and admission policy.
 
 The shared cases (tests/cases/guardrails.yaml) run here through the check and the CLI, and on the real API
-server in tests/integration/test_guardrails.py. The property tests judge enforce with the evaluator, which
+server in tests/integration/test_guardrail_admission.py. The property tests judge enforce with the evaluator, which
 reads only the rendered NetworkPolicies: the narrowed topology never allows a connection the original does
 not, and what it allows keeps off forbidden ranges, the internet and unlisted namespaces.
 """
@@ -54,7 +54,12 @@ def guardrail(**spec: Any) -> TopologyGuardrail:
 def topology(**spec: Any) -> Any:
     spec.setdefault("tiers", [{"name": "api", "podSelector": {"matchLabels": {"app": "api"}}}])
     return parse_topology(
-        {"apiVersion": "apptopology.io/v1alpha1", "kind": "AppTopology", "metadata": {"name": "t", "namespace": "home"}, "spec": spec}
+        {
+            "apiVersion": "apptopology.io/v1alpha1",
+            "kind": "AppTopology",
+            "metadata": {"name": "t", "namespace": "home"},
+            "spec": spec,
+        }
     )
 
 
@@ -165,13 +170,19 @@ def test_forbidden_cidr_overlaps() -> None:
     rails = [guardrail(forbiddenCIDRs=[{"cidr": "10.1.0.0/16", "direction": "Egress"}])]
 
     def verdict(block: dict[str, Any], egress: bool = True) -> list[str]:
-        flow = {"from": {"tier": "api"}, "to": {"ipBlock": block}} if egress else {"from": {"ipBlock": block}, "to": {"tier": "api"}}
+        flow = (
+            {"from": {"tier": "api"}, "to": {"ipBlock": block}}
+            if egress
+            else {"from": {"ipBlock": block}, "to": {"tier": "api"}}
+        )
         return [v.text for v in gr.check(topology(flows=[flow]), rails, {})]
 
     assert verdict({"cidr": "10.2.0.0/16"}) == []
     assert verdict({"cidr": "10.1.2.0/24"}) == ["10.1.2.0/24 is inside 10.1.0.0/16, forbidden for egress"]
     assert verdict({"cidr": "10.1.0.0/16"}) == ["10.1.0.0/16 is inside 10.1.0.0/16, forbidden for egress"]
-    assert verdict({"cidr": "10.0.0.0/8"}) == ["10.0.0.0/8 includes 10.1.0.0/16, forbidden for egress: add it to except"]
+    assert verdict({"cidr": "10.0.0.0/8"}) == [
+        "10.0.0.0/8 includes 10.1.0.0/16, forbidden for egress: add it to except"
+    ]
     assert verdict({"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}) == []
     assert verdict({"cidr": "10.0.0.0/8", "except": ["10.0.0.0/12"]}) == []
     # An except inside the forbidden range does not cover it.
@@ -253,7 +264,11 @@ def test_enforce_narrows_each_part() -> None:
         tiers=[{"name": n, "podSelector": {"matchLabels": {"app": n}}} for n in ("web", "api", "db")],
         defaultDeny={"scope": "Tiers", "egress": False},
         dns={"namespaceSelector": {"matchLabels": {"role": "dns"}}},
-        monitoring={"enabled": True, "namespaceSelector": {"matchLabels": {NAME_LABEL: "monitoring"}}, "ports": [{"port": 9090}]},
+        monitoring={
+            "enabled": True,
+            "namespaceSelector": {"matchLabels": {NAME_LABEL: "monitoring"}},
+            "ports": [{"port": 9090}],
+        },
         flows=[
             {"from": {"tier": "web"}, "to": {"tier": "api"}},
             {"from": {"tier": "api"}, "to": {"tier": "db"}},
@@ -294,7 +309,14 @@ def test_monitoring_of_no_remaining_tier_is_turned_off() -> None:
 # --- property tests: enforce, judged by the evaluator ---------------------------------------------------------
 
 FORGED = "forged"
-ATTACKER_POD_LABELS = [{}, {"app": "a"}, {"app": "b"}, {"tier": "x"}, {"app": "a", "tier": "x"}, {"k8s-app": "kube-dns"}]
+ATTACKER_POD_LABELS = [
+    {},
+    {"app": "a"},
+    {"app": "b"},
+    {"tier": "x"},
+    {"app": "a", "tier": "x"},
+    {"k8s-app": "kube-dns"},
+]
 INTERNET = ["203.0.113.10", "198.51.100.7", "8.8.8.8", "2001:db8::10", "2606:4700::1"]
 
 
@@ -331,6 +353,11 @@ def connectivity_narrowed(original: Any, narrowed: Any, inventory: Inventory | N
     return wider
 
 
+def within(ext: External, cidr: str) -> bool:
+    net = ipaddress.ip_network(cidr)
+    return ext.network.version == net.version and ext.network.subnet_of(net)  # type: ignore[arg-type]
+
+
 def guarantees_broken(narrowed: Any, rails: list[TopologyGuardrail], inventory: Inventory) -> list[str]:
     """What the narrowed topology's policies allow against a guardrail's intent, in isolated directions."""
     evaluator = Evaluator(render(narrowed), inventory)
@@ -344,19 +371,24 @@ def guarantees_broken(narrowed: Any, rails: list[TopologyGuardrail], inventory: 
             egress, ingress = intent.isolated(pod, "egress"), intent.isolated(pod, "ingress")
             for ext in inventory.externals:
                 for entry in rules.forbidden_cidrs:
-                    inside = ext.network.subnet_of(ipaddress.ip_network(entry.cidr)) if ext.network.version == ipaddress.ip_network(entry.cidr).version else False  # type: ignore[arg-type]
+                    inside = (
+                        ext.network.subnet_of(ipaddress.ip_network(entry.cidr))
+                        if ext.network.version == ipaddress.ip_network(entry.cidr).version
+                        else False
+                    )  # type: ignore[arg-type]
                     if not inside:
                         continue
                     if egress and entry.applies_to("Egress") and not evaluator.allowed(pod, ext).is_empty:
                         problems.append(f"{pod} reaches forbidden {ext}")
                     if ingress and entry.applies_to("Ingress") and not evaluator.allowed(ext, pod).is_empty:
                         problems.append(f"forbidden {ext} reaches {pod}")
-                public = not any(
-                    ext.network.version == ipaddress.ip_network(c).version
-                    and ext.network.subnet_of(ipaddress.ip_network(c))  # type: ignore[arg-type]
-                    for c in rules.internal()
-                )
-                if rules.internet_ingress == "Forbid" and public and ingress and not evaluator.allowed(ext, pod).is_empty:
+                public = not any(within(ext, c) for c in rules.internal())
+                if (
+                    rules.internet_ingress == "Forbid"
+                    and public
+                    and ingress
+                    and not evaluator.allowed(ext, pod).is_empty
+                ):
                     problems.append(f"internet {ext} reaches {pod}")
             if rules.peer_namespaces is not None:
                 allowed = {home, *rules.peer_namespaces.allowed}
@@ -368,9 +400,9 @@ def guarantees_broken(narrowed: Any, rails: list[TopologyGuardrail], inventory: 
                     if ingress and not evaluator.allowed(other, pod).is_empty:
                         problems.append(f"unlisted {other} reaches {pod}")
             required = rules.required_default_deny
-            if required is not None and (required.scope == "Namespace" or intent.tiers_of(pod)):
-                if required.ingress and not ingress or required.egress and not egress:
-                    problems.append(f"{pod} is not isolated as required")
+            covered = required is not None and (required.scope == "Namespace" or bool(intent.tiers_of(pod)))
+            if covered and required and ((required.ingress and not ingress) or (required.egress and not egress)):
+                problems.append(f"{pod} is not isolated as required")
     return problems
 
 
@@ -449,23 +481,52 @@ def test_the_guarantee_check_is_not_vacuous() -> None:
     ("spec", "path", "fragment"),
     [
         ({}, "spec.namespaceSelector", "required"),
-        ({"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "10.0.0.1/8"}]}, "spec.forbiddenCIDRs[0].cidr", "beyond the prefix"),
-        ({"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "2001:DB8::/32"}]}, "spec.forbiddenCIDRs[0].cidr", "canonical"),
-        ({"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "10.0.0.0/8", "direction": "Out"}]}, "spec.forbiddenCIDRs[0].direction", "Both"),
+        (
+            {"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "10.0.0.1/8"}]},
+            "spec.forbiddenCIDRs[0].cidr",
+            "beyond the prefix",
+        ),
+        (
+            {"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "2001:DB8::/32"}]},
+            "spec.forbiddenCIDRs[0].cidr",
+            "canonical",
+        ),
+        (
+            {"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "10.0.0.0/8", "direction": "Out"}]},
+            "spec.forbiddenCIDRs[0].direction",
+            "Both",
+        ),
         ({"namespaceSelector": {}, "internalCIDRs": ["10.0.0.0/8", "x"]}, "spec.internalCIDRs[1]", "prefix length"),
-        ({"namespaceSelector": {}, "peerNamespaces": {"allowed": ["a", "a"]}}, "spec.peerNamespaces.allowed", "duplicate"),
-        ({"namespaceSelector": {}, "peerNamespaces": {"allowed": ["Kube_System"]}}, "spec.peerNamespaces.allowed[0]", "pattern"),
+        (
+            {"namespaceSelector": {}, "peerNamespaces": {"allowed": ["a", "a"]}},
+            "spec.peerNamespaces.allowed",
+            "duplicate",
+        ),
+        (
+            {"namespaceSelector": {}, "peerNamespaces": {"allowed": ["Kube_System"]}},
+            "spec.peerNamespaces.allowed[0]",
+            "pattern",
+        ),
         ({"namespaceSelector": {}, "peerNamespaces": {"names": ["a"]}}, "spec.peerNamespaces.names", "unknown field"),
         ({"namespaceSelector": {}, "maxTiers": 0}, "spec.maxTiers", "greater than or equal to 1"),
         ({"namespaceSelector": {}, "maxFlows": 513}, "spec.maxFlows", "less than or equal to 512"),
         ({"namespaceSelector": {}, "maxFlows": "3"}, "spec.maxFlows", "integer"),
         ({"namespaceSelector": {}, "internetIngress": "Deny"}, "spec.internetIngress", "Allow or Forbid"),
-        ({"namespaceSelector": {}, "requiredDefaultDeny": {"egress": "yes"}}, "spec.requiredDefaultDeny.egress", "boolean"),
+        (
+            {"namespaceSelector": {}, "requiredDefaultDeny": {"egress": "yes"}},
+            "spec.requiredDefaultDeny.egress",
+            "boolean",
+        ),
         ({"namespaceSelector": {"matchLabels": {"a": "b\n"}}}, "spec.namespaceSelector.matchLabels", "label value"),
     ],
 )
 def test_invalid_guardrail_is_located(spec: dict[str, Any], path: str, fragment: str) -> None:
-    doc = {"apiVersion": "apptopology.io/v1alpha1", "kind": "TopologyGuardrail", "metadata": {"name": "g"}, "spec": spec}
+    doc = {
+        "apiVersion": "apptopology.io/v1alpha1",
+        "kind": "TopologyGuardrail",
+        "metadata": {"name": "g"},
+        "spec": spec,
+    }
     with pytest.raises(InvalidGuardrail) as info:
         parse_guardrail(doc)
     assert any(i.path == path and fragment in i.message for i in info.value.issues), info.value.issues
@@ -495,7 +556,9 @@ def test_parse_labels(text: str, labels: dict[str, str]) -> None:
     assert parse_labels(text) == labels
 
 
-@pytest.mark.parametrize(("text", "fragment"), [("a", "KEY=VALUE"), ("a=b,a=c", "twice"), ("-a=b", "label key"), ("a=b c", "label value")])
+@pytest.mark.parametrize(
+    ("text", "fragment"), [("a", "KEY=VALUE"), ("a=b,a=c", "twice"), ("-a=b", "label key"), ("a=b c", "label value")]
+)
 def test_parse_labels_refuses(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_labels(text)
@@ -536,7 +599,10 @@ def test_cli_invalid_guardrail_file(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_says_which_guardrails_applied(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t, g = _files(tmp_path, CASES[0]["document"], case_guardrail_documents())
     assert main(["validate", "-f", t, "--guardrail", g, "--namespace-labels", "tenancy=shared,cloud=aws"]) == 0
-    assert capsys.readouterr().out == "OK: AppTopology gc-compliant/shop (3 tiers, 5 flows; guardrails: metadata, tenants)\n"
+    assert (
+        capsys.readouterr().out
+        == "OK: AppTopology gc-compliant/shop (3 tiers, 5 flows; guardrails: metadata, tenants)\n"
+    )
     assert main(["validate", "-f", t, "--guardrail", g]) == 0
     assert capsys.readouterr().out.endswith("; no guardrail applies)\n")
     assert main(["validate", "-f", t]) == 0

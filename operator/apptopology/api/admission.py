@@ -125,25 +125,31 @@ def variables() -> list[dict[str, str]]:
         f"!({_pinned_ok(mon + '.namespaceSelector')}) ? "
         f"['spec.monitoring.namespaceSelector: ' + {selector_text} + ' (peerNamespaces)'] : [])"
     )
-    block = f"{_E}.ipBlock"
-    inside = f"cidr(c.cidr).containsCIDR({block}.cidr)"
+    # Forbidden ranges parsed once, their labels built once; per flow, the endpoint (x), its range parsed
+    # (b), its path (p) and direction (d) are bound once with the one-element-list idiom ([v].map(n, ...)[0]),
+    # since CEL has no let: the largest topology the CRD admits needs every saving.
+    net = "variables.forbiddenNets[j]"
     includes = (
-        f"(cidr({block}.cidr).containsCIDR(c.cidr) && "
-        f"!(has({block}.except) && {block}.except.exists(e, cidr(e).containsCIDR(c.cidr))))"
+        f"(b.containsCIDR({net}) && "
+        f"!(has(x.ipBlock.except) && x.ipBlock.except.exists(e, cidr(e).containsCIDR({net}))))"
     )
-    label = "c.cidr + (has(c.description) ? ' (' + c.description + ')' : '')"
-    where = f"', forbidden for ' + {_DIR_WORD}"
+    label = "variables.forbiddenLabels[j]"
+    where = "', forbidden for ' + (d == 'Egress' ? 'egress' : 'ingress')"
 
     def forbidden_flows(start: int) -> str:
+        judged = (
+            "params.spec.forbiddenCIDRs.transformList(j, c, "
+            "(!has(c.direction) || c.direction == 'Both' || c.direction == d) && "
+            f"(has(x.anywhere) || {net}.containsCIDR(x.ipBlock.cidr) || {includes}), "
+            f"p + (has(x.anywhere) ? '.anywhere: anywhere includes ' + {label} + {where} : "
+            f"{net}.containsCIDR(x.ipBlock.cidr) ? '.ipBlock: ' + x.ipBlock.cidr + ' is inside ' + {label} + {where} : "
+            f"'.ipBlock: ' + x.ipBlock.cidr + ' includes ' + {label} + {where} + ': add it to except') + "
+            "' (forbiddenCIDRs)')"
+        )
         return (
-            f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || has({block})), "
-            "params.spec.forbiddenCIDRs.filter(c, "
-            f"(!has(c.direction) || c.direction == 'Both' || c.direction == {_DIR}) && "
-            f"(has({_E}.anywhere) || {inside} || {includes})).map(c, "
-            f"{_FLOW}' + {_SIDE} + (has({_E}.anywhere) ? '.anywhere: anywhere includes ' + {label} + {where} : "
-            f"{inside} ? '.ipBlock: ' + {block}.cidr + ' is inside ' + {label} + {where} : "
-            f"'.ipBlock: ' + {block}.cidr + ' includes ' + {label} + {where} + ': add it to except') + "
-            "' (forbiddenCIDRs)')).flatten()"
+            f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || has({_E}.ipBlock)), "
+            f"[{_E}].map(x, [has(x.ipBlock) ? cidr(x.ipBlock.cidr) : cidr('0.0.0.0/0')].map(b, "
+            f"[{_FLOW}' + {_SIDE}].map(p, [{_DIR}].map(d, {judged})[0])[0])[0])[0]).flatten()"
         )
 
     src = "f.from.ipBlock"
@@ -219,6 +225,15 @@ def variables() -> list[dict[str, str]]:
         },
         *({"name": f"peerNamespaces{start}", "expression": peers + peer_flows(start)} for start in CHUNKS),
         {"name": "peerNamespacesOthers", "expression": peers + peer_others},
+        {
+            "name": "forbiddenNets",
+            "expression": "!has(params.spec.forbiddenCIDRs) ? [] : params.spec.forbiddenCIDRs.map(c, cidr(c.cidr))",
+        },
+        {
+            "name": "forbiddenLabels",
+            "expression": "!has(params.spec.forbiddenCIDRs) ? [] : params.spec.forbiddenCIDRs.map(c, "
+            "c.cidr + (has(c.description) ? ' (' + c.description + ')' : ''))",
+        },
         *({"name": f"forbiddenCIDRs{start}", "expression": forbids + forbidden_flows(start)} for start in CHUNKS),
         {
             "name": "internetIngress",

@@ -42,7 +42,7 @@ GUARDRAIL_PLURAL = "topologyguardrails"
 NAME_LABEL = "kubernetes.io/metadata.name"
 
 # Bounds keep the admission policy's CEL cost within the API server's per-call limit for the largest
-# AppTopology the CRD admits (512 flows, 32 except entries each); see tests/integration/test_guardrails.py.
+# AppTopology the CRD admits (512 flows, 32 except entries each); see tests/integration/test_guardrail_admission.py.
 MAX_FORBIDDEN = 16
 MAX_INTERNAL = 16
 MAX_PEER_NAMESPACES = 64
