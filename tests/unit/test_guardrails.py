@@ -679,3 +679,25 @@ def test_admission_text_is_path_text_rule(case: dict[str, Any]) -> None:
         assert v.admission_text == f"{v.path}: {v.text} ({v.rule})"
         assert "; " not in v.text  # the refusal separates violations with "; "
         assert str(v) == f"{v.path}: {v.text} (TopologyGuardrail {v.guardrail}: {v.rule})"
+
+
+# --- the README --------------------------------------------------------------------------------------------
+
+
+def test_readme_guardrail_and_output_are_real(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Guardrails for platform teams") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    example = ROOT / "examples" / "guardrails" / "tenants.yaml"
+    assert yaml.safe_load(block) == yaml.safe_load(example.read_text())
+    console = section[section.index("```console\n") + 11 :]
+    lines = console[: console.index("```")].splitlines()
+    command = lines[0].removeprefix("$ apptopology ").split()
+    assert command[:1] == ["validate"]
+    monkeypatch.chdir(ROOT)
+    code = main(command)
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err == [line for line in lines[1:] if line.startswith("error: ")]
