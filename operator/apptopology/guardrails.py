@@ -139,13 +139,14 @@ def enforce(
     topology still violates maxTiers; it violates nothing else.
     """
     labels = labels_of_namespace(topology, namespace_labels)
-    found = check(topology, guardrails, labels)
+    rails = applicable(guardrails, labels)
+    found = check(topology, rails, labels)
     if not found:
         return Guarded(topology, (), ())
     spec = topology.spec
     drop = {v.flow for v in found if v.flow is not None}
     kept_tiers = {t.name for t in spec.tiers}
-    for guardrail in applicable(guardrails, labels):
+    for guardrail in rails:
         limit = guardrail.spec.max_tiers
         if limit is not None:
             kept_tiers &= {t.name for t in spec.tiers[:limit]}
@@ -166,7 +167,7 @@ def enforce(
     update["monitoring"] = monitoring
 
     deny = spec.default_deny
-    for guardrail in applicable(guardrails, labels):
+    for guardrail in rails:
         required = guardrail.spec.required_default_deny
         if required is None:
             continue

@@ -701,3 +701,11 @@ def test_readme_guardrail_and_output_are_real(
     err = capsys.readouterr().err.splitlines()
     assert code == 1
     assert err == [line for line in lines[1:] if line.startswith("error: ")]
+
+
+def test_guardrails_may_be_any_iterable() -> None:
+    t = topology(defaultDeny={"egress": False}, flows=[{"from": {"tier": "api"}, "to": {"tier": "api"}}] * 2)
+    rails = [guardrail(maxFlows=1, requiredDefaultDeny={}), guardrail(maxTiers=1)]
+    guarded = gr.enforce(t, iter(rails), {})
+    assert guarded == gr.enforce(t, rails, {})
+    assert guarded.dropped_flows == (1,) and guarded.topology.spec.default_deny.egress
