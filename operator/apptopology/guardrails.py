@@ -37,6 +37,7 @@ RULES: tuple[Rule, ...] = (
 # The endpoint fields this module understands. Any other field set on an endpoint (a kind added to the API
 # later) is judged a violation of every endpoint rule: a guardrail never lets through what it cannot judge.
 _ENDPOINT_FIELDS = frozenset({"tier", "ip_block", "anywhere", "namespace_selector", "pod_selector"})
+CANNOT_JUDGE = "an endpoint kind the guardrail cannot judge"
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ class _Checker:
             base = f"spec.flows[{i}].{side}"
             unknown = _unknown_kind(endpoint)
             if unknown is not None:
-                yield self._v(f"{base}.{unknown}", "peerNamespaces", "an endpoint kind the guardrail cannot judge")
+                yield self._v(f"{base}.{unknown}", "peerNamespaces", CANNOT_JUDGE)
             elif endpoint.anywhere:
                 text = f"anywhere includes every namespace: peers may be only in {names}"
                 yield self._v(f"{base}.anywhere", "peerNamespaces", text)
@@ -318,7 +319,7 @@ class _Checker:
             base = f"spec.flows[{i}].{side}"
             unknown = _unknown_kind(endpoint)
             if unknown is not None:
-                yield self._v(f"{base}.{unknown}", "forbiddenCIDRs", "an endpoint kind the guardrail cannot judge")
+                yield self._v(f"{base}.{unknown}", "forbiddenCIDRs", CANNOT_JUDGE)
                 continue
             for entry in forbidden:
                 if not entry.applies_to(direction):
@@ -348,7 +349,7 @@ class _Checker:
             base = f"spec.flows[{i}].{side}"
             unknown = _unknown_kind(endpoint)
             if unknown is not None:
-                yield self._v(f"{base}.{unknown}", "internetIngress", "an endpoint kind the guardrail cannot judge")
+                yield self._v(f"{base}.{unknown}", "internetIngress", CANNOT_JUDGE)
             elif endpoint.anywhere:
                 yield self._v(f"{base}.anywhere", "internetIngress", "ingress from anywhere includes the internet")
             elif endpoint.ip_block is not None:

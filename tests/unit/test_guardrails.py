@@ -709,3 +709,11 @@ def test_guardrails_may_be_any_iterable() -> None:
     guarded = gr.enforce(t, iter(rails), {})
     assert guarded == gr.enforce(t, rails, {})
     assert guarded.dropped_flows == (1,) and guarded.topology.spec.default_deny.egress
+
+
+def test_admission_refuses_unknown_endpoint_kinds_in_the_same_words() -> None:
+    assert admission._CANNOT_JUDGE == gr.CANNOT_JUDGE
+    known = yaml.safe_load(admission._KNOWN_ENDPOINT_KEYS)
+    aliases = {Endpoint.model_fields[n].alias or n for n in gr._ENDPOINT_FIELDS}
+    assert set(known) == aliases
+    assert admission.render().count(gr.CANNOT_JUDGE) >= 3

@@ -11,9 +11,9 @@ guardrail's ``namespaceSelector`` matches the labels of the object's namespace (
 binding's own ``matchResources.namespaceSelector`` is one fixed selector, so it cannot follow the
 guardrails' selectors; it is left open (every namespace) so no guardrail can be missed.
 
-What CEL here cannot do, and the pure check does: refuse endpoint kinds it does not know (the CRD's schema
-refuses unknown fields, so this only matters once the API grows; tests/unit/test_guardrails.py fails until
-both learn a new field).
+Endpoint kinds neither knows (the API gaining one before these rules learn it) are refused by both, by
+listing the endpoint's keys; the other new fields (of tiers, DNS, monitoring...) they would ignore, so
+tests/unit/test_guardrails.py fails until both learn every new field.
 
 Usage (from the repository root)::
 
@@ -55,6 +55,21 @@ _E = "(has(f.from.tier) ? f.to : f.from)"
 _SIDE = "(has(f.from.tier) ? 'to' : 'from')"
 _DIR = "(has(f.from.tier) ? 'Egress' : 'Ingress')"
 _DIR_WORD = "(has(f.from.tier) ? 'egress' : 'ingress')"
+
+
+# The endpoint fields the rules understand (apptopology.guardrails._ENDPOINT_FIELDS). An endpoint with another
+# key (a kind the API gains later, before these rules learn it) is refused by every endpoint rule: the
+# object the policy sees is plain data, so its keys can be listed even where the schema does not know them.
+_KNOWN_ENDPOINT_KEYS = "['tier', 'ipBlock', 'anywhere', 'namespaceSelector', 'podSelector']"
+_CANNOT_JUDGE = "an endpoint kind the guardrail cannot judge"
+
+
+def _unknown(endpoint: str) -> str:
+    return f"{endpoint}.exists(k, !(k in {_KNOWN_ENDPOINT_KEYS}))"
+
+
+def _unknown_text(endpoint: str, rule: str) -> str:
+    return f"'.' + {endpoint}.filter(k, !(k in {_KNOWN_ENDPOINT_KEYS}))[0] + ': {_CANNOT_JUDGE} ({rule})'"
 
 
 def _cel_list(items: Sequence[str]) -> str:
@@ -110,10 +125,12 @@ def variables() -> list[dict[str, str]]:
 
     def peer_flows(start: int) -> str:
         return (
-            f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || "
+            f"variables.flows.transformList(i, f, {_in_chunk(start)} && ({_unknown(_E)} || has({_E}.anywhere) || "
             f"(has({_E}.namespaceSelector) && !({_pinned_ok(_E + '.namespaceSelector')}))), {_FLOW}' + {_SIDE} + "
-            f"(has({_E}.anywhere) ? '.anywhere: anywhere includes every namespace: peers may be only in ' + "
-            f"variables.peerNamesText : '.namespaceSelector: ' + {selector_text}) + ' (peerNamespaces)')"
+            f"({_unknown(_E)} ? {_unknown_text(_E, 'peerNamespaces')} : has({_E}.anywhere) ? "
+            "'.anywhere: anywhere includes every namespace: peers may be only in ' + "
+            f"variables.peerNamesText + ' (peerNamespaces)' : '.namespaceSelector: ' + {selector_text} + "
+            "' (peerNamespaces)'))"
         )
 
     dns_sel = "object.spec.dns.namespaceSelector"
@@ -147,19 +164,21 @@ def variables() -> list[dict[str, str]]:
             "' (forbiddenCIDRs)')"
         )
         return (
-            f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || has({_E}.ipBlock)), "
-            f"[{_E}].map(x, [has(x.ipBlock) ? cidr(x.ipBlock.cidr) : cidr('0.0.0.0/0')].map(b, "
-            f"[{_FLOW}' + {_SIDE}].map(p, [{_DIR}].map(d, {judged})[0])[0])[0])[0]).flatten()"
+            f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || has({_E}.ipBlock) || "
+            f"{_unknown(_E)}), [{_E}].map(x, [has(x.ipBlock) ? cidr(x.ipBlock.cidr) : cidr('0.0.0.0/0')].map(b, "
+            f"[{_FLOW}' + {_SIDE}].map(p, {_unknown('x')} ? [p + {_unknown_text('x', 'forbiddenCIDRs')}] : "
+            f"[{_DIR}].map(d, {judged})[0])[0])[0])[0]).flatten()"
         )
 
     src = "f.from.ipBlock"
     internet = (
-        "variables.flows.transformList(i, f, !has(f.from.tier) && (has(f.from.anywhere) || "
+        f"variables.flows.transformList(i, f, !has(f.from.tier) && ({_unknown('f.from')} || has(f.from.anywhere) || "
         f"(has({src}) && !variables.internal.exists(c, cidr(c).containsCIDR({src}.cidr)))), "
-        f"{_FLOW}from' + (has(f.from.anywhere) ? '.anywhere: ingress from anywhere includes the internet' : "
+        f"{_FLOW}from' + ({_unknown('f.from')} ? {_unknown_text('f.from', 'internetIngress')} : "
+        "has(f.from.anywhere) ? '.anywhere: ingress from anywhere includes the internet (internetIngress)' : "
         f"'.ipBlock: ' + {src}.cidr + ' is not inside the internal ranges (' + "
         "(size(variables.internal) > 0 ? variables.internal.join(', ') : 'none') + "
-        "'): ingress from the internet is forbidden') + ' (internetIngress)')"
+        "'): ingress from the internet is forbidden (internetIngress)'))"
     )
     sel = "variables.selector"
     labels = "variables.labels"
