@@ -1,7 +1,9 @@
 """Hypothesis strategies for TopologyGuardrails that overlap what tests/strategies.py's topologies use: its
 namespace selectors (``team: ops``, ``kubernetes.io/metadata.name: x``, ``{}``), the default DNS namespace
 (kube-system), its CIDRs (0.0.0.0/0, 10.0.0.0/8 with except 10.1.0.0/16, 203.0.113.0/24, ::/0 except
-fc00::/7), and ranges inside, around and beside them."""
+fc00::/7), and ranges inside, around and beside them; and what tests/strategies.py's cluster facts and DNS
+variants hold (NodeLocal DNSCache 169.254.20.10 and 10.96.0.10, API servers in 10.96.0.0/12 and 172.18.0.0/16,
+DNS Services in kube-system, openshift-dns and dns)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,12 @@ FORBIDDEN = [
     "fc00::/7",
     "fd00:ec2::254/128",
     "2001:db8::/32",
+    "169.254.0.0/16",
+    "10.96.0.0/12",
+    "fd00::/8",
 ]
 INTERNAL = [None, [], ["10.0.0.0/8"], ["203.0.113.0/24", "10.0.0.0/8"], ["0.0.0.0/0"]]
-PEER_NAMESPACES = ["kube-system", "x", "monitoring", "ops"]
+PEER_NAMESPACES = ["kube-system", "x", "monitoring", "ops", "openshift-dns", "dns"]
 
 
 @st.composite
@@ -48,6 +53,8 @@ def guardrail_specs(draw: st.DrawFn) -> dict[str, Any]:
     )
     if deny is not None:
         spec["requiredDefaultDeny"] = deny
+    if draw(st.booleans()):
+        spec["kubeAPI"] = draw(st.sampled_from(["Allow", "Forbid"]))
     limit = draw(st.sampled_from([None, 1, 2]))
     if limit is not None:
         spec["maxTiers"] = limit

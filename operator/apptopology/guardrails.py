@@ -16,15 +16,21 @@ Two entry points:
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from .api.guardrail import MAX_NAMES_LISTED, NAME_LABEL, ForbiddenCIDR, TopologyGuardrail, contains, ipblock_overlap
-from .api.spec import AppTopology, Endpoint, LabelSelector, Tier
+from .api.spec import CLOUD_METADATA, AppTopology, DefaultDeny, Direction, Endpoint, LabelSelector, Tier, TierIsolation
+from .api.validation import Issue, isolated_peer_issues
+from .facts import DEFAULT_DNS_SERVICES, NODE_LOCAL_DNS_DEFAULT, OFFLINE, ClusterFacts
 from .intent import selector_matches
 
-Rule = Literal["maxTiers", "maxFlows", "requiredDefaultDeny", "peerNamespaces", "forbiddenCIDRs", "internetIngress"]
+Rule = Literal[
+    "maxTiers", "maxFlows", "requiredDefaultDeny", "peerNamespaces", "forbiddenCIDRs", "internetIngress", "kubeAPI"
+]
 RULES: tuple[Rule, ...] = (
     "maxTiers",
     "maxFlows",
@@ -32,12 +38,17 @@ RULES: tuple[Rule, ...] = (
     "peerNamespaces",
     "forbiddenCIDRs",
     "internetIngress",
+    "kubeAPI",
 )
 
 # The endpoint fields this module understands. Any other field set on an endpoint (a kind added to the API
 # later) is judged a violation of every endpoint rule: a guardrail never lets through what it cannot judge.
-_ENDPOINT_FIELDS = frozenset({"tier", "ip_block", "anywhere", "namespace_selector", "pod_selector"})
+_ENDPOINT_FIELDS = frozenset(
+    {"tier", "ip_block", "anywhere", "cloud_metadata", "kube_api", "namespace_selector", "pod_selector"}
+)
 CANNOT_JUDGE = "an endpoint kind the guardrail cannot judge"
+# As a destination, anywhere is rendered as every pod and every address but the cloud metadata service.
+ANYWHERE_EGRESS = "anywhere (every address but the cloud metadata service)"
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,12 @@ class Guarded:
     violations: tuple[Violation, ...]
     dropped_flows: tuple[int, ...]
     """Indices (into the original ``spec.flows``) of the flows not rendered."""
+    facts: ClusterFacts = OFFLINE
+    """The cluster facts to render ``topology`` with: those given, less the NodeLocal DNSCache addresses a
+    guardrail forbids."""
+    notes: tuple[Issue, ...] = ()
+    """What was left out only because the raised isolation made it dead (a flow to pods of the namespace
+    outside the tiers, DNS servers in the namespace): not violations, but also not rendered."""
 
 
 def namespace_of(topology: AppTopology, namespace_labels: Mapping[str, str] | None = None) -> str:
@@ -112,38 +129,65 @@ def applicable(guardrails: Iterable[TopologyGuardrail], namespace_labels: Mappin
 
 
 def check(
-    topology: AppTopology, guardrails: Iterable[TopologyGuardrail], namespace_labels: Mapping[str, str]
+    topology: AppTopology,
+    guardrails: Iterable[TopologyGuardrail],
+    namespace_labels: Mapping[str, str],
+    facts: ClusterFacts = OFFLINE,
 ) -> list[Violation]:
     """Every violation of ``topology`` under those of ``guardrails`` that select its namespace.
 
     ``namespace_labels`` are the labels of the topology's namespace (``kubernetes.io/metadata.name`` is
     added when missing). Ordered by guardrail name, then rule (:data:`RULES`), then document order.
+
+    ``facts`` (the operator's) add what only the cluster knows: the NodeLocal DNSCache addresses that
+    ``dns.discover`` finds, judged against forbiddenCIDRs. Offline (the CLI, and admission, which sees no
+    cluster objects) the spec is judged as written, and admission agrees exactly.
     """
     labels = labels_of_namespace(topology, namespace_labels)
     out: list[Violation] = []
     for guardrail in applicable(guardrails, labels):
-        out.extend(_Checker(topology, guardrail, labels[NAME_LABEL]).violations())
+        out.extend(_Checker(topology, guardrail, labels[NAME_LABEL], facts).violations())
     return out
 
 
+def discovered_node_local(topology: AppTopology, facts: ClusterFacts) -> tuple[str, ...]:
+    """The NodeLocal DNSCache addresses the renderer takes from ``facts`` (dns.discover without
+    dns.nodeLocal), as :func:`apptopology.render.resolve_dns` does."""
+    dns = topology.spec.dns
+    if not dns.enabled or not dns.discover or dns.node_local is not None or not facts.node_local_dns:
+        return ()
+    return facts.node_local_dns_addresses or (NODE_LOCAL_DNS_DEFAULT,)
+
+
 def enforce(
-    topology: AppTopology, guardrails: Iterable[TopologyGuardrail], namespace_labels: Mapping[str, str]
+    topology: AppTopology,
+    guardrails: Iterable[TopologyGuardrail],
+    namespace_labels: Mapping[str, str],
+    facts: ClusterFacts = OFFLINE,
 ) -> Guarded:
-    """``topology`` narrowed to what the guardrails that select its namespace allow, and the violations.
+    """``topology`` narrowed to what the guardrails that select its namespace allow, and the violations;
+    render ``Guarded.topology`` with ``Guarded.facts``.
 
     - flows with a violation, and flows of tiers beyond maxTiers, are removed;
     - DNS (monitoring) is turned off when its peer violates peerNamespaces; monitoring leaves out tiers
-      beyond maxTiers;
-    - spec.defaultDeny is raised to requiredDefaultDeny.
+      beyond maxTiers; forbidden NodeLocal DNSCache addresses are left out (given ones from the spec,
+      discovered ones from the facts);
+    - spec.defaultDeny is raised to requiredDefaultDeny, and tiers no longer exempt themselves from what is
+      required (or, in scope Namespace, from the default-deny);
+    - what raising isolation would open or make dead is left out too, listed in ``notes``: a tier newly
+      isolated in a direction brings its rules there, which would also hold for pods it shares with a tier
+      already isolated there, so such a tier's flows (and monitoring) in that direction go; and flows to or
+      from pods of the namespace outside the tiers, and DNS servers in the namespace, that scope Namespace
+      now isolates (the API refuses them, and they allowed nothing any more).
 
     Tiers are never removed (in scope Tiers that would leave their pods unisolated), so the narrowed
     topology still violates maxTiers; it violates nothing else.
     """
     labels = labels_of_namespace(topology, namespace_labels)
     rails = applicable(guardrails, labels)
-    found = check(topology, rails, labels)
+    found = check(topology, rails, labels, facts)
     if not found:
-        return Guarded(topology, (), ())
+        return Guarded(topology, (), (), facts)
     spec = topology.spec
     drop = {v.flow for v in found if v.flow is not None}
     kept_tiers = {t.name for t in spec.tiers}
@@ -154,18 +198,27 @@ def enforce(
     for i, flow in enumerate(spec.flows):
         if any(e.tier is not None and e.tier not in kept_tiers for e in (flow.from_, flow.to)):
             drop.add(i)
-    update: dict[str, object] = {"flows": [f for i, f in enumerate(spec.flows) if i not in drop]}
 
-    if any(v.path == "spec.dns.namespaceSelector" for v in found):
-        update["dns"] = spec.dns.model_copy(update={"enabled": False})
+    dns = spec.dns
+    if any(v.rule == "peerNamespaces" and v.path.startswith("spec.dns.") for v in found):
+        dns = dns.model_copy(update={"enabled": False})
+    forbidden_local = {v.path for v in found if v.path.startswith("spec.dns.nodeLocal.addresses[")}
+    if forbidden_local and dns.node_local is not None:
+        kept_local = [a for k, a in enumerate(dns.node_local.addresses) if _address_path(k) not in forbidden_local]
+        node_local = dns.node_local.model_copy(update={"addresses": kept_local}) if kept_local else None
+        dns = dns.model_copy(update={"node_local": node_local})
+        if node_local is None:  # with discover, no NodeLocal DNSCache rather than the cluster's addresses
+            facts = dataclasses.replace(facts, node_local_dns=False, node_local_dns_addresses=())
+    if any(v.path == "spec.dns.discover" and v.rule == "forbiddenCIDRs" for v in found):
+        found_local = discovered_node_local(topology, facts)
+        banned = set(_forbidden_addresses(found_local, rails))
+        kept_found = tuple(a for a in found_local if a not in banned)
+        facts = dataclasses.replace(facts, node_local_dns=bool(kept_found), node_local_dns_addresses=kept_found)
+
     monitoring = spec.monitoring
     if any(v.path == "spec.monitoring.namespaceSelector" for v in found):
         monitoring = monitoring.model_copy(update={"enabled": False})
-    elif monitoring.enabled and len(kept_tiers) < len(spec.tiers):
-        scraped = monitoring.tiers if monitoring.tiers is not None else spec.tier_names()
-        kept = [t for t in scraped if t in kept_tiers]
-        monitoring = monitoring.model_copy(update={"tiers": kept, "enabled": bool(kept)})
-    update["monitoring"] = monitoring
+    scraped = [t for t in (monitoring.tiers if monitoring.tiers is not None else spec.tier_names()) if t in kept_tiers]
 
     deny = spec.default_deny
     for guardrail in rails:
@@ -179,9 +232,139 @@ def enforce(
                 "scope": "Namespace" if required.scope == "Namespace" else deny.scope,
             }
         )
-    update["default_deny"] = deny
-    narrowed = topology.model_copy(update={"spec": spec.model_copy(update=update)})
-    return Guarded(narrowed, tuple(found), tuple(sorted(drop)))
+    required_directions = {
+        d
+        for g in rails
+        if g.spec.required_default_deny is not None
+        for d in _DIRECTIONS
+        if getattr(g.spec.required_default_deny, d)
+    }
+    tiers = [_isolated_as_required(t, deny.scope == "Namespace", deny, required_directions) for t in spec.tiers]
+    raised_spec = spec.model_copy(update={"default_deny": deny, "tiers": tiers})
+
+    notes = []
+    for tier, new in zip(spec.tiers, tiers, strict=True):
+        for d in _DIRECTIONS:
+            if spec.isolates(tier, d) or not raised_spec.isolates(new, d):
+                continue
+            shared = [
+                u.name
+                for u in spec.tiers
+                if u.name != tier.name and spec.isolates(u, d) and _may_overlap(tier.pod_selector, u.pod_selector)
+            ]
+            if not shared:
+                continue
+            why = (
+                f"tier {tier.name} is newly isolated for {d}, and its pods may also be in tier "
+                f"{', '.join(shared)}, isolated for {d} already: its {d} rules would hold for those pods too"
+            )
+            for i, flow in enumerate(spec.flows):
+                if i not in drop and (flow.to.tier if d == "ingress" else flow.from_.tier) == tier.name:
+                    drop.add(i)
+                    notes.append(Issue(f"spec.flows[{i}]", f"not rendered: {why}"))
+            if d == "ingress" and monitoring.enabled and tier.name in scraped:
+                scraped.remove(tier.name)
+                notes.append(Issue("spec.monitoring.tiers", f"tier {tier.name} not scraped: {why}"))
+
+    if monitoring.enabled and len(scraped) < len(monitoring.tiers if monitoring.tiers is not None else spec.tiers):
+        monitoring = monitoring.model_copy(update={"tiers": scraped, "enabled": bool(scraped)})
+    narrowed_spec = raised_spec.model_copy(
+        update={"flows": [f for i, f in enumerate(spec.flows) if i not in drop], "dns": dns, "monitoring": monitoring}
+    )
+    narrowed = topology.model_copy(update={"spec": narrowed_spec})
+
+    # Scope Namespace isolates pods of the namespace outside the tiers: flows to (from) them by podSelector
+    # alone, and DNS servers in the namespace, are dead in a direction isolation was raised to (the API
+    # refuses them). Leave them out too, and say so.
+    remaining = [i for i in range(len(spec.flows)) if i not in drop]
+    dead_dns = dead_flows = False
+    for issue in isolated_peer_issues(narrowed) if deny.scope == "Namespace" else []:
+        if issue.path.startswith("spec.flows["):
+            index = remaining[int(issue.path[len("spec.flows[") : issue.path.index("]")])]
+            drop.add(index)
+            dead_flows = True
+            notes.append(Issue(f"spec.flows[{index}]", f"not rendered: {issue.message}"))
+        else:
+            dead_dns = True
+            notes.append(Issue(issue.path, f"DNS not rendered: {issue.message}"))
+    if dead_flows or dead_dns:
+        final = narrowed.spec.model_copy(
+            update={
+                "flows": [f for i, f in enumerate(spec.flows) if i not in drop],
+                "dns": narrowed.spec.dns.model_copy(update={"enabled": False}) if dead_dns else narrowed.spec.dns,
+            }
+        )
+        narrowed = narrowed.model_copy(update={"spec": final})
+    return Guarded(narrowed, tuple(found), tuple(sorted(drop)), facts, tuple(notes))
+
+
+def _may_overlap(a: LabelSelector, b: LabelSelector) -> bool:
+    """Whether some labels satisfy both selectors. Exact: keys are independent and values unbounded, so the
+    requirements on each key are checked together (a value in every In and matchLabels set, none of NotIn;
+    present or absent)."""
+    positive: dict[str, set[str]] = {}
+    negative: dict[str, set[str]] = {}
+    present: set[str] = set()
+    absent: set[str] = set()
+
+    def only(key: str, values: Iterable[str]) -> None:
+        positive[key] = positive[key] & set(values) if key in positive else set(values)
+        present.add(key)
+
+    for selector in (a, b):
+        for key, value in (selector.match_labels or {}).items():
+            only(key, [value])
+        for req in selector.match_expressions or []:
+            if req.operator == "In":
+                only(req.key, req.values or [])
+            elif req.operator == "NotIn":
+                negative.setdefault(req.key, set()).update(req.values or [])
+            elif req.operator == "Exists":
+                present.add(req.key)
+            else:
+                absent.add(req.key)
+    if present & absent:
+        return False
+    return all(values - negative.get(key, set()) for key, values in positive.items())
+
+
+_DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
+
+
+def _address_path(k: int) -> str:
+    return f"spec.dns.nodeLocal.addresses[{k}]"
+
+
+def _isolated_as_required(tier: Tier, namespace_scope: bool, deny: DefaultDeny, required: set[Direction]) -> Tier:
+    """``tier`` without the exemptions (isolation false) that a guardrail requires away or, in scope Namespace,
+    the default-deny no longer allows; an unset direction follows the (raised) default-deny."""
+    own = tier.isolation
+    if own is None:
+        return tier
+    cleared: dict[str, None] = {
+        d: None
+        for d in _DIRECTIONS
+        if getattr(own, d) is False and (d in required or (namespace_scope and getattr(deny, d)))
+    }
+    if not cleared:
+        return tier
+    isolation = own.model_copy(update=cleared)
+    if isolation == TierIsolation():
+        return tier.model_copy(update={"isolation": None})
+    return tier.model_copy(update={"isolation": isolation})
+
+
+def _host(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def _forbidden_addresses(addresses: Iterable[str], rails: Iterable[TopologyGuardrail]) -> Iterator[str]:
+    """Those of ``addresses`` inside a range a guardrail forbids for egress."""
+    entries = [e for g in rails for e in g.spec.forbidden_cidrs if e.applies_to("Egress")]
+    for address in addresses:
+        if any(contains(e.cidr, _host(address)) for e in entries):
+            yield address
 
 
 def listed(items: Sequence[str], limit: int, separator: str, more: str) -> str:
@@ -221,12 +404,13 @@ def _unknown_kind(endpoint: Endpoint) -> str | None:
 class _Checker:
     """The rules of one guardrail over one topology, in the order the admission policy lists them."""
 
-    def __init__(self, topology: AppTopology, guardrail: TopologyGuardrail, namespace: str):
+    def __init__(self, topology: AppTopology, guardrail: TopologyGuardrail, namespace: str, facts: ClusterFacts):
         self.topology = topology
         self.spec = topology.spec
         self.rules = guardrail.spec
         self.name = guardrail.metadata.name
         self.namespace = namespace
+        self.facts = facts
 
     def _v(self, path: str, rule: Rule, text: str) -> Violation:
         return Violation(path, rule, text, self.name)
@@ -238,6 +422,7 @@ class _Checker:
         yield from self._peer_namespaces()
         yield from self._forbidden_cidrs()
         yield from self._internet_ingress()
+        yield from self._kube_api()
 
     def _max_tiers(self) -> Iterator[Violation]:
         limit = self.rules.max_tiers
@@ -272,6 +457,16 @@ class _Checker:
                 "requiredDefaultDeny",
                 "must be Namespace: every pod of the namespace must be isolated",
             )
+        # A tier's own isolation overrides spec.defaultDeny for its pods (in scope Tiers it can exempt them).
+        for i, tier in enumerate(self.spec.tiers):
+            for direction in ("ingress", "egress"):
+                own = getattr(tier.isolation, direction) if tier.isolation is not None else None
+                if getattr(required, direction) and own is False:
+                    yield self._v(
+                        f"spec.tiers[{i}].isolation.{direction}",
+                        "requiredDefaultDeny",
+                        f"must not be false: {direction} isolation is required",
+                    )
 
     def _sides(self) -> Iterator[tuple[int, str, Endpoint, Literal["Egress", "Ingress"]]]:
         """Each flow's endpoint that is not a tier (a flow has at most one), with the direction it is judged
@@ -307,6 +502,19 @@ class _Checker:
         dns = self.spec.dns
         if dns.enabled and dns.namespace_selector is not None and bad(dns.namespace_selector):
             yield self._v("spec.dns.namespaceSelector", "peerNamespaces", selector_text)
+        # With discover the DNS peer is the pods of a DNS Service, in the Service's namespace (and the
+        # selectors above when none is found). Without dns.service it may be any of the defaults.
+        if dns.enabled and dns.discover and dns.service is not None and dns.service.namespace not in allowed:
+            text = f'DNS Service namespace "{dns.service.namespace}": peers may be only in {names}'
+            yield self._v("spec.dns.service.namespace", "peerNamespaces", text)
+        elif dns.enabled and dns.discover and dns.service is None:
+            unlisted = [f"{ns}/{name}" for ns, name in DEFAULT_DNS_SERVICES if ns not in allowed]
+            if unlisted:
+                text = (
+                    f"may follow the DNS Service {' or '.join(unlisted)}, but peers may be only in {names}: "
+                    "name the DNS Service in dns.service"
+                )
+                yield self._v("spec.dns.discover", "peerNamespaces", text)
         monitoring = self.spec.monitoring
         if monitoring.enabled and monitoring.namespace_selector is not None and bad(monitoring.namespace_selector):
             yield self._v("spec.monitoring.namespaceSelector", "peerNamespaces", selector_text)
@@ -325,8 +533,16 @@ class _Checker:
                 if not entry.applies_to(direction):
                     continue
                 where = f"forbidden for {direction.lower()}"
-                if endpoint.anywhere:
+                if endpoint.anywhere and direction == "Ingress":
                     yield self._v(f"{base}.anywhere", "forbiddenCIDRs", f"anywhere includes {entry.label()}, {where}")
+                elif endpoint.anywhere and not any(contains(m, entry.cidr) for m in CLOUD_METADATA):
+                    text = f"{ANYWHERE_EGRESS} includes {entry.label()}, {where}"
+                    yield self._v(f"{base}.anywhere", "forbiddenCIDRs", text)
+                elif endpoint.cloud_metadata:
+                    # The two metadata addresses, as rendered: one is inside the entry if any (one family).
+                    for address in (m for m in CLOUD_METADATA if contains(entry.cidr, m)):
+                        text = f"the cloud metadata service {address} is inside {entry.label()}, {where}"
+                        yield self._v(f"{base}.cloudMetadata", "forbiddenCIDRs", text)
                 elif endpoint.ip_block is not None:
                     cidr = endpoint.ip_block.cidr
                     overlap = ipblock_overlap(endpoint.ip_block, entry.cidr)
@@ -338,6 +554,24 @@ class _Checker:
                             "forbiddenCIDRs",
                             f"{cidr} includes {entry.label()}, {where}: add it to except",
                         )
+        # DNS's NodeLocal DNSCache addresses are /32 or /128 ipBlocks on egress: as given, and (with facts)
+        # as dns.discover finds them in the cluster.
+        dns = self.spec.dns
+        egress = [e for e in forbidden if e.applies_to("Egress")]
+        given = dns.node_local.addresses if dns.enabled and dns.node_local is not None else []
+        for k, address in enumerate(given):
+            for entry in egress:
+                if contains(entry.cidr, _host(address)):
+                    text = f"{address} is inside {entry.label()}, forbidden for egress"
+                    yield self._v(_address_path(k), "forbiddenCIDRs", text)
+        for address in discovered_node_local(self.topology, self.facts):
+            for entry in egress:
+                if contains(entry.cidr, _host(address)):
+                    text = (
+                        f"NodeLocal DNSCache {address}, found in the cluster, is inside {entry.label()}, "
+                        "forbidden for egress"
+                    )
+                    yield self._v("spec.dns.discover", "forbiddenCIDRs", text)
 
     def _internet_ingress(self) -> Iterator[Violation]:
         if self.rules.internet_ingress != "Forbid":
@@ -361,3 +595,14 @@ class _Checker:
                         "internetIngress",
                         f"{cidr} is not inside the internal ranges ({ranges}): ingress from the internet is forbidden",
                     )
+
+    def _kube_api(self) -> Iterator[Violation]:
+        if self.rules.kube_api != "Forbid":
+            return
+        for i, side, endpoint, _ in self._sides():
+            base = f"spec.flows[{i}].{side}"
+            unknown = _unknown_kind(endpoint)
+            if unknown is not None:
+                yield self._v(f"{base}.{unknown}", "kubeAPI", CANNOT_JUDGE)
+            elif endpoint.kube_api:
+                yield self._v(f"{base}.kubeAPI", "kubeAPI", "egress to the Kubernetes API is forbidden")

@@ -48,6 +48,7 @@ MAX_GUARDRAIL = {
         "internetIngress": "Forbid",
         "internalCIDRs": [f"{i}.0.0.0/8" for i in range(1, 17)],
         "requiredDefaultDeny": {"scope": "Namespace"},
+        "kubeAPI": "Forbid",
         "maxTiers": 64,
         "maxFlows": 512,
     },
@@ -67,6 +68,7 @@ RANDOM_GUARDRAIL = {
         "internetIngress": "Forbid",
         "internalCIDRs": ["203.0.113.0/24", "10.0.0.0/8"],
         "requiredDefaultDeny": {"egress": False},
+        "kubeAPI": "Forbid",
         "maxTiers": 2,
         "maxFlows": 3,
     },
@@ -213,7 +215,7 @@ def random_namespaces(admission: Admission) -> Admission:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=topologies())
+@given(doc=topologies(cluster=True))
 def test_random_topologies_refused_exactly_when_the_check_says(
     random_namespaces: Admission, doc: dict[str, Any]
 ) -> None:
@@ -231,7 +233,7 @@ def test_random_topologies_refused_exactly_when_the_check_says(
 # --- cost: the largest topologies the CRD admits -----------------------------------------------------------
 
 
-def _largest(name: str, namespace: str, flow: dict[str, Any]) -> dict[str, Any]:
+def _largest(name: str, namespace: str, flow: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AppTopology",
@@ -240,8 +242,13 @@ def _largest(name: str, namespace: str, flow: dict[str, Any]) -> dict[str, Any]:
             "dns": {"namespaceSelector": {"matchLabels": {NAME_LABEL: "kube-system"}}},
             "tiers": [{"name": f"t{i}", "podSelector": {"matchLabels": {"app": f"t{i}"}}} for i in range(64)],
             "flows": [copy.deepcopy(flow) for _ in range(512)],
+            **spec,
         },
     }
+
+
+# Every NodeLocal DNSCache address the CRD allows, each inside a forbidden range of MAX_GUARDRAIL.
+NODE_LOCAL = {"addresses": [f"10.{i}.0.10" for i in range(8)]}
 
 
 COST_CASES = {
@@ -276,12 +283,34 @@ COST_CASES = {
         "from": {"ipBlock": {"cidr": "203.0.113.0/24", "except": [f"203.0.113.{4 * j}/30" for j in range(32)]}},
         "to": {"tier": "t0"},
     },
+    # 512 flows to anywhere, each including all 16 forbidden ranges.
+    "anywhere-refused": {"from": {"tier": "t0"}, "to": {"anywhere": True}},
+    # 512 flows to the metadata service, judged against 16 ranges, none of which holds it.
+    "metadata-admitted": {"from": {"tier": "t0"}, "to": {"cloudMetadata": True}, "ports": [{"port": 80}]},
+    "kube-api-refused": {"from": {"tier": "t0"}, "to": {"kubeAPI": True}},
+}
+# More of the spec for some: every tier exempting itself both ways (scope Tiers), all NodeLocal addresses.
+COST_SPECS: dict[str, dict[str, Any]] = {
+    "anywhere-refused": {
+        "dns": {"namespaceSelector": {"matchLabels": {NAME_LABEL: "kube-system"}}, "nodeLocal": NODE_LOCAL},
+    },
+    "kube-api-refused": {
+        "defaultDeny": {"scope": "Tiers"},
+        "tiers": [
+            {
+                "name": f"t{i}",
+                "podSelector": {"matchLabels": {"app": f"t{i}"}},
+                "isolation": {"ingress": False, "egress": False},
+            }
+            for i in range(64)
+        ],
+    },
 }
 
 
 @pytest.mark.parametrize("name", list(COST_CASES))
 def test_largest_topologies_stay_within_the_cel_cost_limits(admission: Admission, name: str) -> None:
-    doc = _largest(name, "gp-max", COST_CASES[name])
+    doc = _largest(name, "gp-max", COST_CASES[name], **COST_SPECS.get(name, {}))
     # The model, not parse_topology: these are too large to render (the annotation limit), not to admit.
     topology = AppTopology.model_validate(copy.deepcopy(doc))
     expected = expected_refusal(topology, {"guard-max": "yes", NAME_LABEL: "gp-max"})

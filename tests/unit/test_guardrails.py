@@ -29,16 +29,30 @@ from apptopology.api.guardrail import (
     parse_guardrail,
     parse_labels,
 )
-from apptopology.api.spec import DNS, AppTopologySpec, DefaultDeny, Endpoint, Flow, Monitoring, Tier
+from apptopology.api.spec import (
+    CLOUD_METADATA,
+    DNS,
+    AppTopologySpec,
+    DefaultDeny,
+    Endpoint,
+    Flow,
+    IPBlock,
+    Monitoring,
+    NodeLocalDNS,
+    ServiceRef,
+    Tier,
+    TierIsolation,
+)
 from apptopology.api.validation import InvalidTopology, parse_topology
 from apptopology.cli import main
 from apptopology.evaluator import Evaluator, External, Inventory, Namespace, Pod
+from apptopology.facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts
 from apptopology.intent import Intent, synthesize
 from apptopology.render import render
 from guardrail_strategies import guardrail_documents
 from shared import ROOT, guardrail_cases
 from shared import guardrail_documents as case_guardrail_documents
-from strategies import topologies
+from strategies import cluster_facts_strategy, topologies
 
 CASES = guardrail_cases()
 CASE_GUARDRAILS = [parse_guardrail(d) for d in case_guardrail_documents()]
@@ -232,15 +246,34 @@ def test_unknown_endpoint_kind_is_refused_by_every_endpoint_rule() -> None:
 
 
 # The check knows these fields; a new one changes what a topology can open, so the check and the admission
-# policy (api/admission.py) must learn it before this test may change.
+# policy (api/admission.py) must learn it before this test may change. How each is judged:
+# - enforcement: opens nothing by itself; judged the same either way (a DryRun topology shows what would be
+#   refused, and switching it to Enforce is a change of spec, judged again);
+# - tiers[].isolation: requiredDefaultDeny (a tier exempting itself is a violation at its isolation);
+# - dns.discover / dns.service: peerNamespaces (the DNS Service's namespace, or every default one);
+#   forbiddenCIDRs with cluster facts (the NodeLocal DNSCache addresses found), in the operator only;
+# - dns.nodeLocal: forbiddenCIDRs (each address, for egress);
+# - cloudMetadata: forbiddenCIDRs (its two addresses, for egress); kubeAPI: the kubeAPI rule alone.
 KNOWN_FIELDS = {
-    AppTopologySpec: {"default_deny", "dns", "monitoring", "tiers", "flows"},
+    AppTopologySpec: {"default_deny", "dns", "monitoring", "tiers", "flows", "enforcement"},
     DefaultDeny: {"scope", "ingress", "egress"},
-    DNS: {"enabled", "namespace_selector", "pod_selector", "ports"},
+    DNS: {"enabled", "discover", "service", "node_local", "namespace_selector", "pod_selector", "ports"},
+    ServiceRef: {"namespace", "name"},
+    NodeLocalDNS: {"addresses"},
     Monitoring: {"enabled", "namespace_selector", "pod_selector", "ports", "tiers"},
-    Tier: {"name", "pod_selector"},
+    Tier: {"name", "pod_selector", "isolation"},
+    TierIsolation: {"ingress", "egress"},
     Flow: {"from_", "to", "ports", "description"},
-    Endpoint: {"tier", "ip_block", "anywhere", "namespace_selector", "pod_selector"},
+    Endpoint: {
+        "tier",
+        "ip_block",
+        "anywhere",
+        "cloud_metadata",
+        "kube_api",
+        "namespace_selector",
+        "pod_selector",
+    },
+    IPBlock: {"cidr", "except_"},
 }
 
 
@@ -320,16 +353,20 @@ ATTACKER_POD_LABELS = [
 INTERNET = ["203.0.113.10", "198.51.100.7", "8.8.8.8", "2001:db8::10", "2606:4700::1"]
 
 
-def inventory_for(topology: Any, rails: list[TopologyGuardrail]) -> Inventory:
+def inventory_for(topology: Any, rails: list[TopologyGuardrail], facts: ClusterFacts = OFFLINE) -> Inventory:
     """The synthesized inventory plus what a guardrail keeps out: pods in a namespace carrying every label
-    the strategies select on except the name, addresses in each forbidden range, internet addresses."""
-    base = synthesize(topology)
+    the strategies select on except the name, addresses in each forbidden range, internet addresses, and
+    the addresses the topology and the facts name (metadata, NodeLocal DNSCache, the API server)."""
+    base = synthesize(topology, facts)
     namespaces = list(base.namespaces)
     if FORGED not in {n.name for n in namespaces}:
         namespaces.append(Namespace(FORGED, {"team": "ops", "name": "monitoring"}))
     pods = list(base.pods) + [Pod(FORGED, f"forged-{i}", labels) for i, labels in enumerate(ATTACKER_POD_LABELS)]
     externals = {e.address: e for e in base.externals}
-    addresses = list(INTERNET)
+    addresses = [*INTERNET, *(c.split("/")[0] for c in CLOUD_METADATA), *facts.node_local_dns_addresses]
+    addresses += [NODE_LOCAL_DNS_DEFAULT, *(e.address for e in facts.kube_api or ())]
+    if topology.spec.dns.node_local is not None:
+        addresses += topology.spec.dns.node_local.addresses
     for rail in rails:
         for entry in rail.spec.forbidden_cidrs:
             net = ipaddress.ip_network(entry.cidr)
@@ -340,10 +377,18 @@ def inventory_for(topology: Any, rails: list[TopologyGuardrail]) -> Inventory:
     return Inventory(tuple(namespaces), tuple(pods), tuple(externals.values()))
 
 
-def connectivity_narrowed(original: Any, narrowed: Any, inventory: Inventory | None = None) -> list[str]:
-    """Pairs the narrowed topology's policies allow more to than the original's (must be none)."""
-    inventory = inventory or inventory_for(original, [])
-    before, after = Evaluator(render(original), inventory), Evaluator(render(narrowed), inventory)
+def connectivity_narrowed(
+    original: Any,
+    narrowed: Any,
+    inventory: Inventory | None = None,
+    facts: ClusterFacts = OFFLINE,
+    narrowed_facts: ClusterFacts | None = None,
+) -> list[str]:
+    """Pairs the narrowed topology's policies (with its narrowed facts) allow more to than the original's
+    (must be none)."""
+    inventory = inventory or inventory_for(original, [], facts)
+    before = Evaluator(render(original, facts), inventory)
+    after = Evaluator(render(narrowed, facts if narrowed_facts is None else narrowed_facts), inventory)
     wider = []
     for src in inventory.endpoints:
         for dst in inventory.endpoints:
@@ -358,19 +403,26 @@ def within(ext: External, cidr: str) -> bool:
     return ext.network.version == net.version and ext.network.subnet_of(net)  # type: ignore[arg-type]
 
 
-def guarantees_broken(narrowed: Any, rails: list[TopologyGuardrail], inventory: Inventory) -> list[str]:
-    """What the narrowed topology's policies allow against a guardrail's intent, in isolated directions."""
-    evaluator = Evaluator(render(narrowed), inventory)
-    intent = Intent(narrowed)
+def guarantees_broken(
+    narrowed: Any, rails: list[TopologyGuardrail], inventory: Inventory, facts: ClusterFacts = OFFLINE
+) -> list[str]:
+    """What the narrowed topology's policies allow against a guardrail's intent, in isolated directions.
+
+    The API server's addresses are left out of the forbidden ranges: the kubeAPI rule alone judges them."""
+    evaluator = Evaluator(render(narrowed, facts), inventory)
+    intent = Intent(narrowed, facts)
     home = intent.namespace
     mine = [p for p in inventory.pods if p.namespace == home]
+    api_server = {f"{e.address}/{ipaddress.ip_address(e.address).max_prefixlen}" for e in facts.kube_api or ()}
     problems = []
     for rail in rails:
         rules = rail.spec
+        if rules.kube_api == "Forbid" and any(f.to.kube_api for f in narrowed.spec.flows):
+            problems.append("a flow to the Kubernetes API is rendered")
         for pod in mine:
             egress, ingress = intent.isolated(pod, "egress"), intent.isolated(pod, "ingress")
             for ext in inventory.externals:
-                for entry in rules.forbidden_cidrs:
+                for entry in rules.forbidden_cidrs if ext.address not in api_server else ():
                     inside = (
                         ext.network.subnet_of(ipaddress.ip_network(entry.cidr))
                         if ext.network.version == ipaddress.ip_network(entry.cidr).version
@@ -413,36 +465,50 @@ def _parse(doc: dict[str, Any]) -> Any:
         return None
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(topologies(), guardrail_documents())
-def test_enforced_topology_violates_nothing_but_max_tiers(doc: dict[str, Any], rail_docs: list[dict[str, Any]]) -> None:
-    original = _parse(doc)
-    if original is None:
-        return
-    rails = [parse_guardrail(d) for d in rail_docs]
-    guarded = gr.enforce(original, rails, {})
-    assert list(guarded.violations) == gr.check(original, rails, {})
-    left = gr.check(guarded.topology, rails, {})
-    assert left == [v for v in guarded.violations if v.rule == "maxTiers"]
-    # A fixpoint: enforcing again changes nothing more.
-    assert gr.enforce(guarded.topology, rails, {}).topology == guarded.topology
-    # What the operator would write is a valid topology.
-    assert parse_topology(guarded.topology.model_dump(by_alias=True, exclude_none=True)) == guarded.topology
+FACTS = st.one_of(st.just(OFFLINE), cluster_facts_strategy())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(topologies(), guardrail_documents())
-def test_enforced_topology_never_allows_more_and_keeps_the_guarantees(
-    doc: dict[str, Any], rail_docs: list[dict[str, Any]]
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies(cluster=True), guardrail_documents(), FACTS)
+def test_enforced_topology_violates_nothing_but_max_tiers(
+    doc: dict[str, Any], rail_docs: list[dict[str, Any]], facts: ClusterFacts
 ) -> None:
     original = _parse(doc)
     if original is None:
         return
     rails = [parse_guardrail(d) for d in rail_docs]
-    guarded = gr.enforce(original, rails, {})
-    inventory = inventory_for(original, rails)
-    assert connectivity_narrowed(original, guarded.topology, inventory) == []
-    assert guarantees_broken(guarded.topology, rails, inventory) == []
+    guarded = gr.enforce(original, rails, {}, facts)
+    assert list(guarded.violations) == gr.check(original, rails, {}, facts)
+    left = gr.check(guarded.topology, rails, {}, guarded.facts)
+    assert left == [v for v in guarded.violations if v.rule == "maxTiers"]
+    # A fixpoint: enforcing again changes nothing more.
+    again = gr.enforce(guarded.topology, rails, {}, guarded.facts)
+    assert (again.topology, again.facts) == (guarded.topology, guarded.facts)
+    # What the operator would write is a valid topology.
+    assert parse_topology(guarded.topology.model_dump(by_alias=True, exclude_none=True)) == guarded.topology
+    # Only violations and the notes' dead flows are left out.
+    noted = {n.path for n in guarded.notes}
+    for i in guarded.dropped_flows:
+        assert f"spec.flows[{i}]" in noted or any(v.flow == i for v in guarded.violations) or rails_limit_tiers(rails)
+
+
+def rails_limit_tiers(rails: list[TopologyGuardrail]) -> bool:
+    return any(r.spec.max_tiers is not None for r in rails)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies(cluster=True), guardrail_documents(), FACTS)
+def test_enforced_topology_never_allows_more_and_keeps_the_guarantees(
+    doc: dict[str, Any], rail_docs: list[dict[str, Any]], facts: ClusterFacts
+) -> None:
+    original = _parse(doc)
+    if original is None:
+        return
+    rails = [parse_guardrail(d) for d in rail_docs]
+    guarded = gr.enforce(original, rails, {}, facts)
+    inventory = inventory_for(original, rails, facts)
+    assert connectivity_narrowed(original, guarded.topology, inventory, facts, guarded.facts) == []
+    assert guarantees_broken(guarded.topology, rails, inventory, guarded.facts) == []
 
 
 def test_the_guarantee_check_is_not_vacuous() -> None:

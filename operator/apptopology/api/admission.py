@@ -32,9 +32,10 @@ from typing import Any
 
 import yaml
 
+from ..facts import DEFAULT_DNS_SERVICES
 from .crdgen import _Dumper
 from .guardrail import DEFAULT_INTERNAL_CIDRS, GUARDRAIL_KIND, MAX_LISTED, MAX_NAMES_LISTED, NAME_LABEL
-from .spec import API_GROUP, API_VERSION, MAX_FLOWS, PLURAL
+from .spec import API_GROUP, API_VERSION, CLOUD_METADATA, MAX_FLOWS, PLURAL
 
 POLICY_NAME = "apptopology-guardrails"
 DEFAULT_PATH = Path("deploy") / "guardrail-admission.yaml"
@@ -60,8 +61,10 @@ _DIR_WORD = "(has(f.from.tier) ? 'egress' : 'ingress')"
 # The endpoint fields the rules understand (apptopology.guardrails._ENDPOINT_FIELDS). An endpoint with another
 # key (a kind the API gains later, before these rules learn it) is refused by every endpoint rule: the
 # object the policy sees is plain data, so its keys can be listed even where the schema does not know them.
-_KNOWN_ENDPOINT_KEYS = "['tier', 'ipBlock', 'anywhere', 'namespaceSelector', 'podSelector']"
+_KNOWN_ENDPOINT_KEYS = "['tier', 'ipBlock', 'anywhere', 'cloudMetadata', 'kubeAPI', 'namespaceSelector', 'podSelector']"
 _CANNOT_JUDGE = "an endpoint kind the guardrail cannot judge"
+# apptopology.guardrails.ANYWHERE_EGRESS: anywhere as a destination leaves out the cloud metadata service.
+_ANYWHERE_EGRESS = "anywhere (every address but the cloud metadata service)"
 
 
 def _unknown(endpoint: str) -> str:
@@ -135,9 +138,21 @@ def variables() -> list[dict[str, str]]:
 
     dns_sel = "object.spec.dns.namespaceSelector"
     mon = "object.spec.monitoring"
+    dns = "object.spec.dns"
+    discover = f"(has({dns}) && {_DNS_ENABLED} && has({dns}.discover) && {dns}.discover)"
+    service_ns = f"{dns}.service.namespace"
+    defaults = "[" + ", ".join(f"['{ns}', '{ns}/{name}']" for ns, name in DEFAULT_DNS_SERVICES) + "]"
+    unlisted = f"{defaults}.filter(s, !(s[0] == variables.home || s[0] in variables.allowedSet)).map(s, s[1])"
     peer_others = (
         f"(has(object.spec.dns) && {_DNS_ENABLED} && has({dns_sel}) && {dns_sel} != null && "
         f"!({_pinned_ok(dns_sel)}) ? ['spec.dns.namespaceSelector: ' + {selector_text} + ' (peerNamespaces)'] : [])"
+        # With discover the DNS peer is in the DNS Service's namespace: dns.service's, or any default one.
+        f" + ({discover} && has({dns}.service) && !({service_ns} == variables.home || {service_ns} in "
+        f"variables.allowedSet) ? ['spec.dns.service.namespace: DNS Service namespace \"' + {service_ns} + "
+        "'\": peers may be only in ' + variables.peerNamesText + ' (peerNamespaces)'] : [])"
+        f" + ({discover} && !has({dns}.service) && size({unlisted}) > 0 ? ['spec.dns.discover: may follow the DNS "
+        f"Service ' + {unlisted}.join(' or ') + ', but peers may be only in ' + variables.peerNamesText + "
+        "': name the DNS Service in dns.service (peerNamespaces)'] : [])"
         f" + (has({mon}) && has({mon}.enabled) && {mon}.enabled && has({mon}.namespaceSelector) && "
         f"!({_pinned_ok(mon + '.namespaceSelector')}) ? "
         f"['spec.monitoring.namespaceSelector: ' + {selector_text} + ' (peerNamespaces)'] : [])"
@@ -153,23 +168,45 @@ def variables() -> list[dict[str, str]]:
     label = "variables.forbiddenLabels[j]"
     where = "', forbidden for ' + (d == 'Egress' ? 'egress' : 'ingress')"
 
+    # As a destination anywhere leaves out the metadata addresses, so it includes a forbidden range unless the
+    # range lies within one of them; cloudMetadata is those two addresses (one per family, so at most one of
+    # them lies in a forbidden range).
+    metadata = "variables.metadataNets"
+    in_anywhere = f"(d == 'Ingress' || !{metadata}.exists(m, m.containsCIDR({net})))"
+
     def forbidden_flows(start: int) -> str:
         judged = (
             "params.spec.forbiddenCIDRs.transformList(j, c, "
             "(!has(c.direction) || c.direction == 'Both' || c.direction == d) && "
-            f"(has(x.anywhere) || {net}.containsCIDR(x.ipBlock.cidr) || {includes}), "
-            f"p + (has(x.anywhere) ? '.anywhere: anywhere includes ' + {label} + {where} : "
+            f"(has(x.anywhere) ? {in_anywhere} : has(x.cloudMetadata) ? {metadata}.exists(m, {net}.containsCIDR(m)) : "
+            f"{net}.containsCIDR(x.ipBlock.cidr) || {includes}), "
+            f"p + (has(x.anywhere) ? (d == 'Egress' ? '.anywhere: {_ANYWHERE_EGRESS} includes ' : "
+            f"'.anywhere: anywhere includes ') + {label} + {where} : "
+            "has(x.cloudMetadata) ? '.cloudMetadata: the cloud metadata service ' + "
+            f"string({metadata}.filter(m, {net}.containsCIDR(m))[0]) + ' is inside ' + {label} + {where} : "
             f"{net}.containsCIDR(x.ipBlock.cidr) ? '.ipBlock: ' + x.ipBlock.cidr + ' is inside ' + {label} + {where} : "
             f"'.ipBlock: ' + x.ipBlock.cidr + ' includes ' + {label} + {where} + ': add it to except') + "
             "' (forbiddenCIDRs)')"
         )
         return (
             f"variables.flows.transformList(i, f, {_in_chunk(start)} && (has({_E}.anywhere) || has({_E}.ipBlock) || "
-            f"{_unknown(_E)}), [{_E}].map(x, [has(x.ipBlock) ? cidr(x.ipBlock.cidr) : cidr('0.0.0.0/0')].map(b, "
+            f"has({_E}.cloudMetadata) || {_unknown(_E)}), "
+            f"[{_E}].map(x, [has(x.ipBlock) ? cidr(x.ipBlock.cidr) : cidr('0.0.0.0/0')].map(b, "
             f"[{_FLOW}' + {_SIDE}].map(p, {_unknown('x')} ? [p + {_unknown_text('x', 'forbiddenCIDRs')}] : "
             f"[{_DIR}].map(d, {judged})[0])[0])[0])[0]).flatten()"
         )
 
+    node_local = (
+        f"!(has({dns}) && {_DNS_ENABLED} && has({dns}.nodeLocal)) ? [] : {dns}.nodeLocal.addresses.transformList("
+        "k, a, params.spec.forbiddenCIDRs.transformList(j, c, (!has(c.direction) || c.direction != 'Ingress') && "
+        f"{net}.containsIP(ip(a)), 'spec.dns.nodeLocal.addresses[' + string(k) + ']: ' + a + ' is inside ' + "
+        f"{label} + ', forbidden for egress (forbiddenCIDRs)')).flatten()"
+    )
+    kube_api = (
+        f"variables.flows.transformList(i, f, {_unknown(_E)} || has({_E}.kubeAPI), {_FLOW}' + {_SIDE} + "
+        f"({_unknown(_E)} ? {_unknown_text(_E, 'kubeAPI')} : '.kubeAPI: egress to the Kubernetes API is forbidden "
+        "(kubeAPI)'))"
+    )
     src = "f.from.ipBlock"
     internet = (
         f"variables.flows.transformList(i, f, !has(f.from.tier) && ({_unknown('f.from')} || has(f.from.anywhere) || "
@@ -240,7 +277,16 @@ def variables() -> list[dict[str, str]]:
             "['spec.defaultDeny.egress: must be true: egress isolation is required (requiredDefaultDeny)'] : [])"
             f" + (has({rdd}.scope) && {rdd}.scope == 'Namespace' && {scope} != 'Namespace' ? "
             "['spec.defaultDeny.scope: must be Namespace: every pod of the namespace must be isolated "
-            "(requiredDefaultDeny)'] : [])",
+            "(requiredDefaultDeny)'] : [])"
+            # A tier's own isolation overrides spec.defaultDeny for its pods.
+            " + object.spec.tiers.transformList(i, t, has(t.isolation), "
+            + " + ".join(
+                f"((!has({rdd}.{d}) || {rdd}.{d}) && has(t.isolation.{d}) && !t.isolation.{d} ? "
+                f"['spec.tiers[' + string(i) + '].isolation.{d}: must not be false: {d} isolation is required "
+                "(requiredDefaultDeny)'] : [])"
+                for d in ("ingress", "egress")
+            )
+            + ").flatten()",
         },
         *({"name": f"peerNamespaces{start}", "expression": peers + peer_flows(start)} for start in CHUNKS),
         {"name": "peerNamespacesOthers", "expression": peers + peer_others},
@@ -253,11 +299,17 @@ def variables() -> list[dict[str, str]]:
             "expression": "!has(params.spec.forbiddenCIDRs) ? [] : params.spec.forbiddenCIDRs.map(c, "
             "c.cidr + (has(c.description) ? ' (' + c.description + ')' : ''))",
         },
+        {"name": "metadataNets", "expression": "[" + ", ".join(f"cidr('{c}')" for c in CLOUD_METADATA) + "]"},
         *({"name": f"forbiddenCIDRs{start}", "expression": forbids + forbidden_flows(start)} for start in CHUNKS),
+        {"name": "forbiddenNodeLocal", "expression": forbids + node_local},
         {
             "name": "internetIngress",
             "expression": "!has(params.spec.internetIngress) || params.spec.internetIngress != 'Forbid' ? [] : "
             + internet,
+        },
+        {
+            "name": "kubeAPI",
+            "expression": "!has(params.spec.kubeAPI) || params.spec.kubeAPI != 'Forbid' ? [] : " + kube_api,
         },
         {
             "name": "violations",
@@ -265,7 +317,7 @@ def variables() -> list[dict[str, str]]:
             + " + ".join(f"variables.peerNamespaces{start}" for start in CHUNKS)
             + " + variables.peerNamespacesOthers + "
             + " + ".join(f"variables.forbiddenCIDRs{start}" for start in CHUNKS)
-            + " + variables.internetIngress",
+            + " + variables.forbiddenNodeLocal + variables.internetIngress + variables.kubeAPI",
         },
     ]
 

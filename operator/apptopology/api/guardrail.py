@@ -135,12 +135,16 @@ class ForbiddenCIDR(_Strict):
 
 
 class RequiredDefaultDeny(_Strict):
-    """The isolation every topology must declare, at least (spec.defaultDeny of the AppTopology): NetworkPolicy
-    rules only bound an isolated direction, so internetIngress and forbiddenCIDRs protect only what is
-    isolated."""
+    """The isolation every topology must declare, at least (spec.defaultDeny of the AppTopology, and no tier
+    exempting itself with tiers[].isolation): NetworkPolicy rules only bound an isolated direction, so
+    internetIngress and forbiddenCIDRs protect only what is isolated."""
 
-    ingress: StrictBool = Field(default=True, description="spec.defaultDeny.ingress must be true.")
-    egress: StrictBool = Field(default=True, description="spec.defaultDeny.egress must be true.")
+    ingress: StrictBool = Field(
+        default=True, description="spec.defaultDeny.ingress must be true, and no tier's isolation.ingress false."
+    )
+    egress: StrictBool = Field(
+        default=True, description="spec.defaultDeny.egress must be true, and no tier's isolation.egress false."
+    )
     scope: Literal["Tiers", "Namespace"] = Field(
         default="Tiers",
         description="Tiers (default): either scope. Namespace: spec.defaultDeny.scope must be Namespace, so "
@@ -189,6 +193,14 @@ class TopologyGuardrailSpec(_Strict):
         alias="requiredDefaultDeny",
         description="The isolation topologies must declare at least. Absent: not required; {}: both "
         "directions, either scope.",
+    )
+    kube_api: Literal["Allow", "Forbid"] = Field(
+        default="Allow",
+        alias="kubeAPI",
+        description="Forbid: no flow to kubeAPI (the Kubernetes API server). Allow (default): not restricted. "
+        "This rule alone judges kubeAPI: its addresses are the API server's, read from default/kubernetes "
+        "(which tenants cannot change) and opened on its ports only, so forbiddenCIDRs (such as the nodes' "
+        "range, where the API server usually listens) does not refuse it.",
     )
     max_tiers: StrictInt | None = Field(
         default=None,

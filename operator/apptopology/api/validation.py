@@ -215,11 +215,11 @@ def model_issues(topology: AppTopology) -> list[Issue]:
                             "that need it",
                         )
                     )
-        issues.extend(_isolated_peer_issues(topology))
+        issues.extend(isolated_peer_issues(topology))
     return issues
 
 
-def _isolated_peer_issues(topology: AppTopology) -> list[Issue]:
+def isolated_peer_issues(topology: AppTopology) -> list[Issue]:
     """Scope Namespace: pods of this namespace that are in no tier are isolated by the topology's own
     default-deny, and only tiers get rules, so a flow to (or from) such pods by podSelector alone could never
     work in an isolated direction. Refused with how to declare it, rather than accepted and silently dead."""
