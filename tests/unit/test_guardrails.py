@@ -37,6 +37,7 @@ from apptopology.api.spec import (
     Endpoint,
     Flow,
     IPBlock,
+    LabelSelector,
     Monitoring,
     NodeLocalDNS,
     ServiceRef,
@@ -337,6 +338,163 @@ def test_monitoring_of_no_remaining_tier_is_turned_off() -> None:
     )
     spec = gr.enforce(t, [guardrail(maxTiers=1)], {}).topology.spec
     assert spec.monitoring.enabled is False
+
+
+def test_enforce_clears_tier_exemptions() -> None:
+    t = topology(
+        tiers=[
+            {"name": "web", "podSelector": {"matchLabels": {"app": "web"}}, "isolation": {"egress": False}},
+            {"name": "db", "podSelector": {"matchLabels": {"app": "db"}}, "isolation": {"ingress": False}},
+        ],
+        defaultDeny={"scope": "Tiers"},
+    )
+    guarded = gr.enforce(t, [guardrail(requiredDefaultDeny={"ingress": False})], {})
+    assert [v.path for v in guarded.violations] == ["spec.tiers[0].isolation.egress"]
+    web, db = guarded.topology.spec.tiers
+    assert web.isolation is None  # follows spec.defaultDeny.egress: true
+    assert db.isolation == TierIsolation(ingress=False)  # ingress is not required: left as declared
+    # Raising the scope to Namespace clears every exemption the default-deny now covers (the API refuses them).
+    raised = gr.enforce(t, [guardrail(requiredDefaultDeny={"scope": "Namespace", "ingress": False})], {}).topology
+    assert [tier.isolation for tier in raised.spec.tiers] == [None, None]
+    assert parse_topology(raised.model_dump(by_alias=True, exclude_none=True)) == raised
+
+
+def test_enforce_never_opens_a_pod_shared_with_a_tier_isolated_already() -> None:
+    """web's pods are all db's too; db isolates ingress, web does not, so web's ingress flow holds for no pod.
+    Raising web's isolation would make it hold for db's pods: it is left out instead."""
+    t = topology(
+        tiers=[
+            {"name": "web", "podSelector": {"matchLabels": {"app": "shop"}}},
+            {"name": "db", "podSelector": {}, "isolation": {"ingress": True}},
+            {"name": "batch", "podSelector": {"matchLabels": {"app": "batch", "role": "x"}}},
+        ],
+        defaultDeny={"scope": "Tiers", "ingress": False},
+        monitoring={"enabled": True, "namespaceSelector": {"matchLabels": {NAME_LABEL: "mon"}}, "ports": [{"port": 9}]},
+        flows=[
+            {"from": {"tier": "web"}, "to": {"tier": "web"}},
+            {"from": {"ipBlock": {"cidr": "10.0.0.0/8"}}, "to": {"tier": "db"}},
+        ],
+    )
+    guarded = gr.enforce(t, [guardrail(requiredDefaultDeny={})], {})
+    assert guarded.dropped_flows == (0,)
+    assert [n.path for n in guarded.notes] == ["spec.flows[0]", "spec.monitoring.tiers", "spec.monitoring.tiers"]
+    assert "may also be in tier db" in guarded.notes[0].message
+    assert guarded.topology.spec.monitoring.tiers == ["db"]
+    assert connectivity_narrowed(t, guarded.topology) == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ({}, {"matchLabels": {"app": "x"}}, True),
+        ({"matchLabels": {"app": "x"}}, {"matchLabels": {"app": "y"}}, False),
+        (
+            {"matchLabels": {"app": "x"}},
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x"]}]},
+            True,
+        ),
+        (
+            {"matchLabels": {"app": "x"}},
+            {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x"]}]},
+            False,
+        ),
+        ({"matchLabels": {"app": "x"}}, {"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}, False),
+        (
+            {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x"]}]},
+            {"matchLabels": {"b": "c"}},
+            True,
+        ),
+        (
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]},
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": ["y", "z"]}]},
+            True,
+        ),
+        (
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]},
+            {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x", "y"]}]},
+            False,
+        ),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
+            {"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]},
+            False,
+        ),
+    ],
+)
+def test_may_overlap(a: dict[str, Any], b: dict[str, Any], overlap: bool) -> None:
+    sa, sb = LabelSelector.model_validate(a), LabelSelector.model_validate(b)
+    assert gr._may_overlap(sa, sb) is overlap
+    assert gr._may_overlap(sb, sa) is overlap
+
+
+def test_enforce_leaves_out_flows_raised_isolation_makes_dead() -> None:
+    """Scope Tiers -> Namespace: pods of the namespace outside the tiers become isolated, so a flow to them by
+    podSelector alone could never work (and the API refuses it): not rendered, with a note."""
+    t = topology(
+        defaultDeny={"scope": "Tiers"},
+        dns={"namespaceSelector": None, "podSelector": {"matchLabels": {"app": "dns"}}},
+        flows=[
+            {"from": {"tier": "api"}, "to": {"tier": "api"}},
+            {"from": {"tier": "api"}, "to": {"podSelector": {"matchLabels": {"app": "redis"}}}},
+        ],
+    )
+    guarded = gr.enforce(t, [guardrail(requiredDefaultDeny={"scope": "Namespace"})], {})
+    assert guarded.dropped_flows == (1,)
+    assert [n.path for n in guarded.notes] == ["spec.flows[1]", "spec.dns.namespaceSelector"]
+    assert guarded.topology.spec.dns.enabled is False
+    # A topology the API takes (the dump drops the null selector, which DNS off makes moot).
+    written = parse_topology(guarded.topology.model_dump(by_alias=True, exclude_none=True))
+    assert render(written) == render(guarded.topology)
+    assert connectivity_narrowed(t, guarded.topology) == []
+
+
+NODE_LOCAL_FACTS = ClusterFacts(node_local_dns=True, node_local_dns_addresses=("169.254.20.10", "10.96.0.10"))
+
+
+def test_node_local_addresses_given_and_discovered() -> None:
+    rails = [guardrail(forbiddenCIDRs=[{"cidr": "10.96.0.0/12", "description": "services"}])]
+    given = topology(dns={"nodeLocal": {"addresses": ["169.254.20.10", "10.96.0.10"]}})
+    guarded = gr.enforce(given, rails, {})
+    assert [v.path for v in guarded.violations] == ["spec.dns.nodeLocal.addresses[1]"]
+    node_local = guarded.topology.spec.dns.node_local
+    assert node_local is not None and node_local.addresses == ["169.254.20.10"]
+    # All of them forbidden, with discover: no NodeLocal DNSCache at all (not the cluster's instead).
+    only = topology(dns={"discover": True, "nodeLocal": {"addresses": ["10.96.0.10"]}})
+    guarded = gr.enforce(only, rails, {}, NODE_LOCAL_FACTS)
+    assert guarded.topology.spec.dns.node_local is None and not guarded.facts.node_local_dns
+    assert "10.96.0.10" not in yaml.safe_dump(render(guarded.topology, guarded.facts))
+    # Discovered: judged only with the facts (admission sees no cluster objects), and left out of them.
+    discover = topology(dns={"discover": True})
+    assert gr.check(discover, rails, {}) == []
+    found_here = gr.check(discover, rails, {}, NODE_LOCAL_FACTS)
+    assert [(v.path, v.text) for v in found_here] == [
+        (
+            "spec.dns.discover",
+            "NodeLocal DNSCache 10.96.0.10, found in the cluster, is inside 10.96.0.0/12 (services), "
+            "forbidden for egress",
+        )
+    ]
+    guarded = gr.enforce(discover, rails, {}, NODE_LOCAL_FACTS)
+    assert guarded.facts.node_local_dns_addresses == ("169.254.20.10",)
+    assert guarded.topology == discover
+    policies = yaml.safe_dump(render(guarded.topology, guarded.facts))
+    assert "169.254.20.10/32" in policies and "10.96.0.10" not in policies
+    # The default address, when the DaemonSet names none.
+    default = ClusterFacts(node_local_dns=True)
+    link_local = [guardrail(forbiddenCIDRs=[{"cidr": "169.254.0.0/16", "direction": "Egress"}])]
+    guarded = gr.enforce(discover, link_local, {}, default)
+    assert [v.path for v in guarded.violations] == ["spec.dns.discover"] and not guarded.facts.node_local_dns
+
+
+def test_kube_api_is_judged_by_its_rule_only() -> None:
+    t = topology(flows=[{"from": {"tier": "api"}, "to": {"kubeAPI": True}}], dns={"enabled": False})
+    forbidden = guardrail(forbiddenCIDRs=[{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}], peerNamespaces={})
+    assert gr.check(t, [forbidden], {}) == []
+    refused = guardrail(kubeAPI="Forbid")
+    assert [(v.rule, v.path) for v in gr.check(t, [refused], {})] == [("kubeAPI", "spec.flows[0].to.kubeAPI")]
+    facts = ClusterFacts(kube_api=(APIEndpoint("10.96.0.1", 443),), in_cluster=True)
+    guarded = gr.enforce(t, [refused], {}, facts)
+    assert guarded.topology.spec.flows == [] and "10.96.0.1" not in yaml.safe_dump(render(guarded.topology, facts))
 
 
 # --- property tests: enforce, judged by the evaluator ---------------------------------------------------------
