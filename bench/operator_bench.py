@@ -215,7 +215,7 @@ class Bench:
             "max": max(latencies),
         }
 
-    def run(self, tracemalloc: bool, profile: str | None = None) -> dict[str, Any]:
+    def run(self, tracemalloc: bool, profile: str | None = None, workers: int = 8) -> dict[str, Any]:
         self.cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         self.cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         self.raw_loop()
@@ -223,7 +223,8 @@ class Bench:
         env_file = self.cp.dir / "tracemalloc.txt"
         if tracemalloc:
             os.environ["APPTOPOLOGY_TRACEMALLOC"] = str(env_file)
-        operator = Operator(self.cp, ["--workers", "8"])
+        operator = Operator(self.cp, ["--workers", str(workers)])
+        self.result["workers"] = workers
         operator.start()
         since = len(self.cp.audit_writes())
         docs = [topology(name, ns) for ns, name in self.keys]
@@ -242,9 +243,10 @@ class Bench:
             )
         started = time.monotonic()
         self.result["create_seconds"] = parallel(create, docs)
-        # Right after the burst: changes while the operator works through it.
+        # During the burst: changes while the operator still works through it (a changed topology may not
+        # have been reconciled at all yet: FIFO fairness puts it behind the ones created before it).
         picks = [self.keys[i * (self.size // CHANGES)] for i in range(CHANGES)]
-        during = threading.Thread(target=self.changes, args=("after_burst", 8081, picks))
+        during = threading.Thread(target=self.changes, args=("during_burst", 8081, picks))
         during.start()
         while True:
             ready, total = self.ready_count()
@@ -256,10 +258,13 @@ class Bench:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         during.join()
-        real, dry = writes(self.cp, since)
+        real, dry = writes(self.cp, since)  # the burst's, and the 20 changes made during it
         self.result["writes"] = real
         self.result["writes_total"] = sum(real.values())
         self.result["dry_runs"] = dry
+        # Right after the burst: every topology present and Ready; whatever the burst left queued (the
+        # echoes of thousands of writes) must not delay a user's change.
+        self.changes("after_burst", 8083, picks)
         assert operator.proc is not None
         cpu, rss = proc_stats(operator.proc.pid)
         self.result["operator_cpu_seconds"] = cpu
@@ -306,7 +311,8 @@ def table(results: list[dict[str, Any]]) -> str:
         ),
         ("writes during convergence (dry runs)", lambda r: f"{r['writes_total']:,} ({r['dry_runs']:,})"),
         ("operator CPU seconds", lambda r: f"{r['operator_cpu_seconds']:.1f}"),
-        ("change, right after the burst p50 / p99 / max", lambda r: _lat(r["change_after_burst"])),
+        ("change during the burst p50 / p99 / max", lambda r: _lat(r["change_during_burst"])),
+        ("change right after the burst p50 / p99 / max", lambda r: _lat(r["change_after_burst"])),
         ("change, idle p50 / p99 / max", lambda r: _lat(r["change_idle"])),
         (
             "RSS after convergence / after restart",
@@ -333,13 +339,14 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--tracemalloc", action="store_true", help="trace the operator's allocations")
     parser.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of the operator during the burst")
+    parser.add_argument("--workers", type=int, default=8, help="the operator's --workers (default 8)")
     args = parser.parse_args()
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="apptopology-bench-") as tmp:
             cp = controlplane_or_skip(Path(tmp) / "cp")
             try:
-                result = Bench(cp, size).run(args.tracemalloc, args.profile)
+                result = Bench(cp, size).run(args.tracemalloc, args.profile, args.workers)
             finally:
                 subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)
         print(yaml.safe_dump({k: v for k, v in result.items() if k != "tracemalloc"}, sort_keys=False), flush=True)

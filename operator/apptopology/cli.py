@@ -156,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port or None,
             leader_elect=args.leader_elect,
             lease_namespace=args.lease_namespace,
+            facts_interval=args.facts_interval,
         )
     )
 
@@ -489,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="SECONDS",
         help="look at every topology again this often, from the cache (default 600)",
+    )
+    p.add_argument(
+        "--facts-interval",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="re-read the DNS Services and the API server's endpoints this often, when a topology uses them "
+        "(dns.discover, kubeAPI; default 30)",
     )
     p.add_argument(
         "--metrics-port", type=int, default=0, metavar="PORT", help="serve Prometheus metrics on this port (0: off)"

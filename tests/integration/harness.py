@@ -138,7 +138,7 @@ class Operator:
             f"http://127.0.0.1:{self.port}/healthz",
         ]
         self.proc = subprocess.Popen(
-            [*command, "--metrics-port", str(self.metrics_port), *self.args],
+            [*command, "--metrics-port", str(self.metrics_port), "--facts-interval", "1", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -119,6 +119,10 @@ def test_installs_exactly_these_objects() -> None:
             ("RoleBinding", NAMESPACE, "apptopology-operator-leader-election"),
             ("PodDisruptionBudget", NAMESPACE, "apptopology-operator"),
             ("Service", NAMESPACE, "apptopology-operator-metrics"),
+            ("Role", "kube-system", "apptopology-operator-dns"),
+            ("RoleBinding", "kube-system", "apptopology-operator-dns"),
+            ("Role", "default", "apptopology-operator-kube-api"),
+            ("RoleBinding", "default", "apptopology-operator-kube-api"),
         ]
     )
 
@@ -401,6 +405,18 @@ def test_leader_election_role_is_namespaced_and_minimal() -> None:
     binding = get("RoleBinding", "apptopology-operator-leader-election")
     assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["roleRef"]["kind"] == "Role"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}]
+
+
+def test_cluster_facts_roles_are_namespaced_reads() -> None:
+    """DNS discovery and the kubeAPI endpoint read Services and EndpointSlices in two namespaces only."""
+    for name, namespace in (("apptopology-operator-dns", "kube-system"), ("apptopology-operator-kube-api", "default")):
+        role = get("Role", name)
+        assert role["metadata"]["namespace"] == namespace
+        verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+        assert verbs <= {"get", "list"}
+        binding = get("RoleBinding", name)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}]
 
 
 def test_operator_binding() -> None:

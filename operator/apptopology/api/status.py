@@ -143,6 +143,9 @@ class AppTopologyStatus(BaseModel):
         description="Warnings about the topology as a whole, e.g. DNS selectors that select no pod.",
     )
     tiers: list[TierStatus] | None = Field(default=None, description="Each tier: pods selected now, warnings.")
+    dns: str | None = Field(
+        default=None, description="With spec.dns.discover: the DNS peer resolved from the cluster, and its ports."
+    )
     dry_run: DryRunStatus | None = Field(
         default=None, alias="dryRun", description="In DryRun: what enforcing would do."
     )

@@ -8,6 +8,7 @@ planner work with, so nothing is lost or renamed by the typed client models. Err
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import json
@@ -19,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
-from ..facts import SERVICE_NAME_LABEL, WantedObjects
+from ..facts import SERVICE_NAME_LABEL, ClusterFacts, WantedObjects, cluster_facts
 from ..plan import FIELD_MANAGER
 from . import metrics
 from .reconciler import ApiError
@@ -208,6 +209,12 @@ class Kube:
             token = (data.get("metadata") or {}).get("continue")
             if not token:
                 return
+
+    def read_facts(self, wanted: WantedObjects) -> ClusterFacts:
+        """The cluster facts rendering needs, read with namespaced requests only (see cluster_facts_manifests)."""
+        manifests, problems = cluster_facts_manifests(wanted, self.api)
+        facts = cluster_facts(manifests, wanted)
+        return dataclasses.replace(facts, problems=(*facts.problems, *problems))
 
     # Leader election (apptopology.controller.leader) ------------------------------------------------
 

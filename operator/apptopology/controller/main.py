@@ -27,6 +27,7 @@ class Options:
     leader_elect: bool = False
     lease_namespace: str | None = None
     lease_name: str = "apptopology-operator"
+    facts_interval: float = 30.0
 
 
 def _memory_profile_on_signal(path: str) -> None:
@@ -74,7 +75,13 @@ def run_operator(options: Options) -> int:
         identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaderElector(kube, namespace, options.lease_name, identity)
     handlers.controller = Controller(
-        Reconciler(kube), workers=options.workers, resync=options.resync, elector=elector, seeder=kube
+        Reconciler(kube),
+        workers=options.workers,
+        resync=options.resync,
+        elector=elector,
+        seeder=kube,
+        facts=kube,
+        facts_interval=options.facts_interval,
     )
     if options.metrics_port is not None:
         metrics.serve(options.metrics_port)

@@ -30,8 +30,9 @@ from typing import Any, Protocol
 from ..api.status import Reason, ready_status, status_changed
 from ..api.validation import InvalidTopology, parse_spec
 from ..diagnosis import diagnose
+from ..facts import OFFLINE, ClusterFacts
 from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
-from ..render import TOPOLOGY_LABEL
+from ..render import TOPOLOGY_LABEL, resolve_dns
 from . import metrics
 from .cache import Expectations, Key, View, digests
 
@@ -136,6 +137,9 @@ class Reconciler:
         self._refused: dict[Key, _Refused] = {}
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes]]] = {}  # DryRun: last (generation, digests) asked
         self._local = threading.local()  # the view of the reconcile running on this thread
+        # What rendering knows about the cluster (DNS Services, the API server's addresses), kept current by
+        # the controller; replaced whole, never mutated, so a reconcile reads one consistent value.
+        self.facts: ClusterFacts = OFFLINE
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
@@ -168,7 +172,7 @@ class Reconciler:
             if fast is not None:
                 return fast
         live, others = self._live(namespace, name, view)
-        result = plan(body, live, others)
+        result = plan(body, live, others, self.facts)
         if result.invalid is not None:
             return self._report(body, Reason.INVALID_SPEC, result.invalid, list(result.owned))
         self.expectations.set(key, digests(result.desired))
@@ -277,7 +281,7 @@ class Reconciler:
         """The cache's answer: an Outcome when everything owned is exactly what is wanted, None when the
         API server must be asked (something differs, or the spec is invalid)."""
         try:
-            desired = desired_policies(body)
+            desired = desired_policies(body, self.facts)
         except InvalidTopology:
             return None
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -370,7 +374,9 @@ class Reconciler:
         except InvalidTopology:
             return {"tiers": None, "podCount": None, "warningCount": None, "warnings": None}
         report = diagnose(topology, view.pods, view.namespaces)
+        dns = resolve_dns(topology, self.facts) if topology.spec.dns.discover else None
         return {
+            "dns": dns.text() if dns is not None else None,
             "tiers": [t.to_status() for t in report.tiers],
             "podCount": report.pods,
             "warningCount": report.warning_count,
@@ -390,7 +396,8 @@ class Reconciler:
         last = self._last_good.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         if last is not None and last[0] == _uid(body):
             try:
-                return {p["metadata"]["name"]: p for p in desired_policies({**body, "spec": last[1]})}
+                previous = desired_policies({**body, "spec": last[1]}, self.facts)
+                return {p["metadata"]["name"]: p for p in previous}
             except InvalidTopology:  # a spec once valid can only stop rendering after an upgrade
                 pass
         return result.owned

@@ -20,11 +20,13 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from ..api.validation import InvalidTopology, parse_spec
+from ..facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
 from .cache import Cache, Key, View
 from .leader import LeaderElector
 from .queue import WorkQueue
-from .reconciler import Outcome, Reconciler
+from .reconciler import ApiError, Outcome, Reconciler
 
 log = logging.getLogger("apptopology")
 
@@ -35,6 +37,27 @@ class Seeder(Protocol):
     def list_all(self, kind: str) -> Iterator[dict[str, Any]]: ...
 
 
+class FactsSource(Protocol):
+    """Reads the cluster facts (DNS Services, NodeLocal DNSCache, the API server's endpoints)."""
+
+    def read_facts(self, wanted: WantedObjects) -> ClusterFacts: ...
+
+
+def needs_facts(body: Mapping[str, Any]) -> bool:
+    """Whether a topology renders from cluster facts: dns.discover, or a kubeAPI endpoint."""
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return False
+    dns = spec.get("dns")
+    if isinstance(dns, dict) and dns.get("discover") is True:
+        return True
+    flows = spec.get("flows")
+    return any(
+        isinstance(f, dict) and any(isinstance(f.get(s), dict) and f[s].get("kubeAPI") is True for s in ("from", "to"))
+        for f in (flows if isinstance(flows, list) else [])
+    )
+
+
 class Controller:
     def __init__(
         self,
@@ -43,12 +66,16 @@ class Controller:
         resync: float = 600.0,
         elector: LeaderElector | None = None,
         seeder: Seeder | None = None,
+        facts: FactsSource | None = None,
+        facts_interval: float = 30.0,
     ):
         self.reconciler = reconciler
         self.workers = workers
         self.resync = resync
         self.elector = elector
         self.seeder = seeder
+        self.facts_source = facts
+        self.facts_interval = facts_interval
         self.cache = Cache()
         self.queue: WorkQueue[Key] | None = None
         self._active: asyncio.Event | None = None
@@ -60,11 +87,13 @@ class Controller:
     async def start(self) -> None:
         if self.seeder is not None:
             await asyncio.to_thread(self._seed)
+        await self._refresh_facts()  # before any topology renders with them
         self.queue = WorkQueue()
         self._active = asyncio.Event()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self._tasks.append(asyncio.create_task(self._follow_facts(), name="facts"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(self._lead, self._stand_by), name="elector"))
         else:
@@ -111,6 +140,9 @@ class Controller:
     def topology_event(self, event: Mapping[str, Any]) -> None:
         body = event["object"]
         key = self.cache.drop_topology(body) if event.get("type") == "DELETED" else self.cache.put_topology(body)
+        if event.get("type") != "DELETED" and needs_facts(body) and not self.reconciler.facts.in_cluster:
+            # The first topology that needs cluster facts: read them now rather than at the next interval.
+            self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
         self._add(key)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
@@ -176,6 +208,38 @@ class Controller:
                     self.queue.add_after(key, outcome.requeue_after)
             metrics.TOPOLOGIES.set(len(self.cache.topologies))
             metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
+
+    async def _refresh_facts(self) -> None:
+        """Read the facts when some topology needs them; on a change, those topologies render again."""
+        if self.facts_source is None:
+            return
+        needing = [k for k, b in list(self.cache.topologies.items()) if needs_facts(b)]
+        if not needing:
+            return
+        topologies = []
+        for key in needing:
+            body = self.cache.topologies.get(key)
+            try:
+                if body is not None:
+                    topologies.append(parse_spec(key[1], key[0], body.get("spec")))
+            except InvalidTopology:
+                continue
+        try:
+            facts = await asyncio.to_thread(self.facts_source.read_facts, wanted_objects(topologies))
+        except ApiError as exc:
+            log.warning("cluster facts not read: %s", exc.brief())
+            return
+        if facts != self.reconciler.facts:
+            self.reconciler.facts = facts
+            log.info("cluster facts: %s", "; ".join(describe_facts(facts)) or "none")
+            for key in needing:
+                self._add(key)
+
+    async def _follow_facts(self) -> None:
+        while True:
+            await asyncio.sleep(self.facts_interval)
+            if self._active is not None and self._active.is_set():
+                await self._refresh_facts()
 
     async def _resync(self) -> None:
         while True:
