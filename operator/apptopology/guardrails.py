@@ -9,9 +9,14 @@ Two entry points:
 
 - :func:`check`: the violations of a topology under the guardrails that select its namespace;
 - :func:`enforce`: the topology narrowed so that what it renders obeys them (violating flows removed, DNS or
-  monitoring turned off when their peer violates, isolation raised to what is required), plus the
-  violations. Every change only removes allowed connections, never adds one: the safe direction for a
-  topology admitted before a guardrail changed.
+  monitoring turned off when their peer violates, forbidden NodeLocal DNSCache addresses left out, isolation
+  raised to what is required), plus the violations, and the cluster facts to render it with. Every change
+  only removes allowed connections, never adds one: the safe direction for a topology admitted before a
+  guardrail changed.
+
+Both take the cluster facts (:mod:`apptopology.facts`): with them the operator also judges what only the
+cluster knows (the NodeLocal DNSCache addresses dns.discover finds); without them (the CLI, admission) the
+spec is judged as written, and the three agree exactly.
 """
 
 from __future__ import annotations
