@@ -28,8 +28,15 @@ from .analysis import (
     verify,
 )
 from .api.spec import AppTopology
-from .api.validation import InvalidTopology, parse_topology
-from .documents import InputError, load_documents, load_topologies
+from .api.validation import InvalidTopology, Issue, parse_topology
+from .documents import (
+    InputError,
+    LocatedIssue,
+    load_documents,
+    load_guardrails,
+    load_topologies,
+    load_topology_documents,
+)
 from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
 from .facts import OFFLINE, ClusterFacts, cluster_facts, wanted_objects
 from .render import render, render_all, render_notes
@@ -94,10 +101,31 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    topologies = load_topologies(args.filename)
-    for t in topologies:
+    located = load_topology_documents(args.filename)
+    if args.namespace_labels is not None and not args.guardrail:
+        raise AnalysisError("--namespace-labels goes with --guardrail")
+    notes = {}
+    if args.guardrail:
+        from . import guardrails as gr
+        from .api.guardrail import parse_labels
+
+        rails = load_guardrails(args.guardrail)
+        try:
+            labels = parse_labels(args.namespace_labels or "")
+            problems = []
+            for doc, t in located:
+                applied = [g.metadata.name for g in gr.applicable(rails, gr.labels_of_namespace(t, labels))]
+                notes[id(t)] = f"; guardrails: {', '.join(applied)}" if applied else "; no guardrail applies"
+                found = gr.check(t, rails, labels)
+                problems += [LocatedIssue(doc.source, doc.index, Issue(v.path, v.message)) for v in found]
+        except ValueError as exc:
+            raise AnalysisError(f"--namespace-labels: {exc}") from None
+        if problems:
+            raise InputError(problems)
+    for _, t in located:
         ns = f"{t.metadata.namespace}/" if t.metadata.namespace else ""
-        print(f"OK: AppTopology {ns}{t.metadata.name} ({len(t.spec.tiers)} tiers, {len(t.spec.flows)} flows)")
+        counts = f"{len(t.spec.tiers)} tiers, {len(t.spec.flows)} flows{notes.get(id(t), '')}"
+        print(f"OK: AppTopology {ns}{t.metadata.name} ({counts})")
     return EXIT_OK
 
 
@@ -545,6 +573,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check AppTopology documents without rendering")
     _add_file(p)
+    p.add_argument(
+        "--guardrail",
+        action="append",
+        metavar="FILE",
+        help="also check against the TopologyGuardrails in FILE (file or directory; repeatable), as admission does",
+    )
+    p.add_argument(
+        "--namespace-labels",
+        metavar="K=V,...",
+        help="labels of the topologies' namespace, which decide the guardrails that apply "
+        "(kubernetes.io/metadata.name is the topology's namespace)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")

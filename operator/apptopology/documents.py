@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .api.guardrail import TopologyGuardrail, parse_guardrail
 from .api.spec import AppTopology, quote
 from .api.validation import InvalidTopology, Issue, parse_topology
 
@@ -430,8 +431,17 @@ def load_documents(sources: list[str], max_document: int = MAX_SOURCE_BYTES) -> 
 MAX_REPORTED = 100
 
 
-def load_topologies(sources: list[str]) -> list[AppTopology]:
-    """Every AppTopology in ``sources``; raises :class:`InputError` listing all problems of all documents."""
+def _capped(problems: list[LocatedIssue]) -> list[LocatedIssue]:
+    if len(problems) <= MAX_REPORTED:
+        return problems
+    more = len(problems) - MAX_REPORTED
+    last = problems[MAX_REPORTED - 1]
+    return [*problems[:MAX_REPORTED], LocatedIssue(last.source, None, Issue("", f"... and {more} more problems"))]
+
+
+def load_topology_documents(sources: list[str]) -> list[tuple[Document, AppTopology]]:
+    """Every AppTopology in ``sources`` with the document it came from; raises :class:`InputError` listing all
+    problems of all documents."""
     docs = load_documents(sources, MAX_DOCUMENT_BYTES)
     if not docs:
         raise InputError([LocatedIssue(", ".join(sources), None, Issue("", "no documents found"))])
@@ -439,16 +449,34 @@ def load_topologies(sources: list[str]) -> list[AppTopology]:
     problems: list[LocatedIssue] = []
     for doc in docs:
         try:
-            topologies.append(parse_topology(doc.data))
+            topologies.append((doc, parse_topology(doc.data)))
         except InvalidTopology as exc:
             problems.extend(LocatedIssue(doc.source, doc.index, issue) for issue in exc.issues)
-    if len(problems) > MAX_REPORTED:
-        more = len(problems) - MAX_REPORTED
-        last = problems[MAX_REPORTED - 1]
-        problems = [
-            *problems[:MAX_REPORTED],
-            LocatedIssue(last.source, None, Issue("", f"... and {more} more problems")),
-        ]
     if problems:
-        raise InputError(problems)
+        raise InputError(_capped(problems))
     return topologies
+
+
+def load_topologies(sources: list[str]) -> list[AppTopology]:
+    """Every AppTopology in ``sources``; raises :class:`InputError` listing all problems of all documents."""
+    return [topology for _, topology in load_topology_documents(sources)]
+
+
+def load_guardrails(sources: list[str]) -> list[TopologyGuardrail]:
+    """Every TopologyGuardrail in ``sources``; raises :class:`InputError` listing all problems."""
+    docs = load_documents(sources, MAX_DOCUMENT_BYTES)
+    if not docs:
+        raise InputError([LocatedIssue(", ".join(sources), None, Issue("", "no documents found"))])
+    guardrails = []
+    problems: list[LocatedIssue] = []
+    for doc in docs:
+        try:
+            guardrails.append(parse_guardrail(doc.data))
+        except InvalidTopology as exc:
+            problems.extend(LocatedIssue(doc.source, doc.index, issue) for issue in exc.issues)
+    names = [g.metadata.name for g in guardrails]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(LocatedIssue(", ".join(sources), None, Issue("", f"TopologyGuardrail {name} given twice")))
+    if problems:
+        raise InputError(_capped(problems))
+    return guardrails

@@ -24,7 +24,13 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
     try:
         # Everything a user installs with `kubectl apply -k deploy/`: CRD, namespace, RBAC, Deployment.
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
-        cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
+        cp.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/apptopologies.apptopology.io",
+            "crd/topologyguardrails.apptopology.io",
+            "--timeout=60s",
+        )
         yield cp
     finally:
         subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology.api import crdgen
+from apptopology.api import admission, crdgen
 from apptopology.cli import build_parser
 from shared import ROOT
 
@@ -105,6 +105,9 @@ def test_installs_exactly_these_objects() -> None:
     assert sorted((k[1], k[2], k[3]) for k in BY_KEY) == sorted(
         [
             ("CustomResourceDefinition", "", "apptopologies.apptopology.io"),
+            ("CustomResourceDefinition", "", "topologyguardrails.apptopology.io"),
+            ("ValidatingAdmissionPolicy", "", "apptopology-guardrails"),
+            ("ValidatingAdmissionPolicyBinding", "", "apptopology-guardrails"),
             ("Namespace", "", NAMESPACE),
             ("ServiceAccount", NAMESPACE, SA),
             ("ClusterRole", "", "apptopology-operator"),
@@ -124,8 +127,14 @@ def test_installs_exactly_these_objects() -> None:
     )
 
 
-def test_the_crd_is_the_generated_one() -> None:
-    assert get("CustomResourceDefinition", "apptopologies.apptopology.io") == crdgen.crd()
+def test_the_crds_are_the_generated_ones() -> None:
+    for definition in crdgen.DEFINITIONS:
+        assert get("CustomResourceDefinition", definition.name) == crdgen.crd(definition)
+
+
+def test_the_admission_policy_is_the_generated_one() -> None:
+    assert get("ValidatingAdmissionPolicy", admission.POLICY_NAME) == admission.policy()
+    assert get("ValidatingAdmissionPolicyBinding", admission.POLICY_NAME) == admission.binding()
 
 
 def _kustomize_commands() -> list[list[str]]:

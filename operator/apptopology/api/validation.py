@@ -92,11 +92,11 @@ def _message(err: ErrorDetails, model_fields: Mapping[str, Any] | None = None) -
     return str(err["msg"])
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str] | None:
-    """The valid field names of the model at ``loc`` (for 'unknown field' hints)."""
+def _fields_at(loc: tuple[int | str, ...], root: Any = AppTopology) -> list[str] | None:
+    """The valid field names of the model at ``loc`` under ``root`` (for 'unknown field' hints)."""
     from pydantic import BaseModel
 
-    model: Any = AppTopology
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -120,11 +120,12 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str] | None:
 _SUBPATH = re.compile(r"^([A-Za-z]+(?:\[\d+\])?): (.*)$", re.S)
 
 
-def pydantic_issues(exc: ValidationError) -> list[Issue]:
+def pydantic_issues(exc: ValidationError, root: Any = AppTopology) -> list[Issue]:
+    """Pydantic's errors as issues at user field paths; ``root`` is the document's model."""
     issues = []
     for err in exc.errors():
         loc = _user_loc(tuple(err["loc"]))
-        fields = _fields_at(loc) if err["type"] == "extra_forbidden" else None
+        fields = _fields_at(loc, root) if err["type"] == "extra_forbidden" else None
         path = format_path(loc)
         message = _message(err, dict.fromkeys(fields) if fields else None)
         sub = _SUBPATH.match(message) if err["type"] == "value_error" else None
@@ -214,11 +215,11 @@ def model_issues(topology: AppTopology) -> list[Issue]:
                             "that need it",
                         )
                     )
-        issues.extend(_isolated_peer_issues(topology))
+        issues.extend(isolated_peer_issues(topology))
     return issues
 
 
-def _isolated_peer_issues(topology: AppTopology) -> list[Issue]:
+def isolated_peer_issues(topology: AppTopology) -> list[Issue]:
     """Scope Namespace: pods of this namespace that are in no tier are isolated by the topology's own
     default-deny, and only tiers get rules, so a flow to (or from) such pods by podSelector alone could never
     work in an isolated direction. Refused with how to declare it, rather than accepted and silently dead."""
