@@ -16,11 +16,11 @@ decision that matters for security is unit-testable here:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.spec import API_GROUP, API_VERSION, KIND
+from .api.spec import API_GROUP, API_VERSION, KIND, AppTopology
 from .api.validation import InvalidTopology, parse_spec
 from .compare import in_sync, stored_spec
 from .facts import OFFLINE, ClusterFacts
@@ -113,6 +113,7 @@ class Plan:
     owned: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: str | None = None
     dry_run: bool = False  # spec.enforcement DryRun: the writes retire owned policies; nothing is applied
+    left_out: list[str] = field(default_factory=list)  # what guardrails kept out of the rendering, and why
 
     @property
     def applies(self) -> list[Write]:
@@ -138,16 +139,39 @@ def _own_rule_lists(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def desired_policies(body: Mapping[str, Any], facts: ClusterFacts = OFFLINE) -> list[dict[str, Any]]:
+# Narrows a parsed topology to what the platform allows (apptopology.guardrails.enforce, bound to the
+# namespace's guardrails): the topology and facts to render, and what was left out and why.
+Guard = Callable[[AppTopology, ClusterFacts], tuple[AppTopology, ClusterFacts, list[str]]]
+
+
+def desired_policies(
+    body: Mapping[str, Any], facts: ClusterFacts = OFFLINE, guard: Guard | None = None
+) -> list[dict[str, Any]]:
     """Render the live AppTopology ``body`` into owned NetworkPolicy objects; raises InvalidTopology."""
+    return _desired(body, facts, guard)[0]
+
+
+def desired_with_notes(
+    body: Mapping[str, Any], facts: ClusterFacts = OFFLINE, guard: Guard | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The policies, and what the guard left out of them (and why)."""
+    return _desired(body, facts, guard)
+
+
+def _desired(
+    body: Mapping[str, Any], facts: ClusterFacts, guard: Guard | None
+) -> tuple[list[dict[str, Any]], list[str]]:
     owner = Owner.from_body(body)
     topology = parse_spec(owner.name, owner.namespace, body.get("spec"))
+    left_out: list[str] = []
+    if guard is not None:
+        topology, facts, left_out = guard(topology, facts)
     policies = render(topology, facts)
     for policy in policies:
         policy["metadata"]["namespace"] = owner.namespace
         policy["metadata"]["ownerReferences"] = [owner.reference()]
         _own_rule_lists(policy)
-    return policies
+    return policies, left_out
 
 
 def _shell(owner: Owner, name: str, spec: Mapping[str, Any], description: str) -> dict[str, Any]:
@@ -206,6 +230,7 @@ def plan(
     live_policies: Iterable[Mapping[str, Any]],
     other_names: Iterable[str] = (),
     facts: ClusterFacts = OFFLINE,
+    guard: Guard | None = None,
 ) -> Plan:
     """The writes that bring the namespace's policies in line with ``body`` (nothing more).
 
@@ -218,17 +243,17 @@ def plan(
     live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
     owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
     try:
-        desired = desired_policies(body, facts)
+        desired, left_out = _desired(body, facts, guard)
     except InvalidTopology as exc:
         return Plan(owned=owned, invalid="; ".join(str(i) for i in exc.issues))
     names = [p["metadata"]["name"] for p in desired]
     taken = set(live) | set(other_names)
     conflicts = [n for n in names if n in taken and n not in owned]
     if conflicts:
-        return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned)
-    if (body.get("spec") or {}).get("enforcement") == "DryRun":
-        return Plan(writes=_writes(owner, [], owned), desired_names=names, desired=desired, owned=owned, dry_run=True)
-    return Plan(writes=_writes(owner, desired, owned), desired_names=names, desired=desired, owned=owned)
+        return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned, left_out=left_out)
+    writes = _writes(owner, [] if (body.get("spec") or {}).get("enforcement") == "DryRun" else desired, owned)
+    dry = (body.get("spec") or {}).get("enforcement") == "DryRun"
+    return Plan(writes=writes, desired_names=names, desired=desired, owned=owned, dry_run=dry, left_out=left_out)
 
 
 def restore(

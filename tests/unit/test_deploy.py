@@ -390,6 +390,7 @@ def test_operator_role_is_exactly_what_it_uses() -> None:
         ("apptopology.io", "apptopologies/status", ["get", "patch"]),
         ("networking.k8s.io", "networkpolicies", ["get", "list", "watch", "create", "patch", "delete"]),
         ("", "events", ["create", "patch"]),
+        ("apptopology.io", "topologyguardrails", ["get", "list", "watch"]),
         ("", "pods", ["list", "watch"]),
         ("", "namespaces", ["list", "watch"]),
     )

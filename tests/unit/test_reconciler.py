@@ -460,3 +460,33 @@ def test_dry_run_counts_the_connections_enforcing_would_deny(cluster: FakeCluste
     assert dry["deniedConnections"]["count"] == 2
     assert any("prod/api-1 -> prod/web-1" in e for e in dry["deniedConnections"]["examples"])
     assert "2 connections between its running pods would be denied" in ready(cluster)["message"]
+
+
+def test_guardrails_leave_out_what_they_forbid_and_say_so(cluster: FakeCluster, reconciler: Reconciler) -> None:
+    from apptopology.api.guardrail import parse_guardrail
+
+    cluster.add_topology(topology(NEXT_FLOWS))  # flows[3]: db -> 10.9.0.0/16 on 443
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    allowed = specs(cluster)
+    assert any("10.9.0.0/16" in str(r) for r in allowed["shop.tier-db"].get("egress", []))
+    rail = {
+        "apiVersion": "apptopology.io/v1alpha1",
+        "kind": "TopologyGuardrail",
+        "metadata": {"name": "no-backoffice"},
+        "spec": {"namespaceSelector": {}, "forbiddenCIDRs": [{"cidr": "10.9.0.0/16", "direction": "Egress"}]},
+    }
+    reconciler.guardrails = (parse_guardrail(rail),)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert not any("10.9.0.0/16" in str(r) for r in specs(cluster)["shop.tier-db"].get("egress", []))
+    assert specs(cluster)["shop.tier-api"] == allowed["shop.tier-api"]  # the rest stays enforced
+    cond = ready(cluster)
+    assert (cond["status"], cond["reason"]) == ("False", "GuardrailViolation")
+    assert "spec.flows[3]" in cond["message"] and "no-backoffice" in cond["message"]
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert cluster.calls == []  # in sync with the guarded rendering: no request
+    # A guardrail that cannot be read: fail closed, nothing changes.
+    reconciler.guardrails, reconciler.guardrail_errors = (), ("TopologyGuardrail broken: spec: invalid",)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert not any("10.9.0.0/16" in str(r) for r in specs(cluster)["shop.tier-db"].get("egress", []))
+    assert "cannot be read" in ready(cluster)["message"]

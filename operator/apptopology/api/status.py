@@ -40,6 +40,8 @@ class Reason(StrEnum):
     """The API server refused part of the revision; the previous revision was kept (or restored) whole."""
     DRY_RUN = "DryRun"
     """spec.enforcement is DryRun: nothing is enforced; status.dryRun says what enforcing would do."""
+    GUARDRAIL_VIOLATION = "GuardrailViolation"
+    """A TopologyGuardrail forbids part of the spec: the rest is enforced, the forbidden part is not."""
     ALONE = "Alone"
     """Isolated=True: no other policy in the namespace opens anything of this topology's pods."""
     OPENED_BY_OTHERS = "OpenedByOthers"

@@ -60,3 +60,8 @@ async def pod_event(*, event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_event(*, event: kopf.RawEvent, **_: Any) -> None:
     _controller().namespace_event(event)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "topologyguardrails")
+async def guardrail_event(*, event: kopf.RawEvent, **_: Any) -> None:
+    _controller().guardrail_event(event)

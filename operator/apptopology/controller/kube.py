@@ -200,9 +200,10 @@ class Kube:
         token: str | None = None
         while True:
             with _api_errors():
-                if kind == "apptopologies":
+                if kind in ("apptopologies", "topologyguardrails"):
+                    plural = PLURAL if kind == "apptopologies" else "topologyguardrails"
                     response = self.custom.list_cluster_custom_object(
-                        API_GROUP, API_VERSION, PLURAL, limit=page, _continue=token, _preload_content=False
+                        API_GROUP, API_VERSION, plural, limit=page, _continue=token, _preload_content=False
                     )
                 else:
                     calls: dict[str, Callable[..., Any]] = {

@@ -27,13 +27,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from .. import guardrails
 from ..analysis import namespace_interactions
+from ..api.guardrail import TopologyGuardrail
+from ..api.spec import AppTopology
 from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
 from ..api.validation import InvalidTopology, parse_spec
 from ..diagnosis import Denied, denied_connections, diagnose
 from ..facts import OFFLINE, ClusterFacts
 from ..intent import synthesize
-from ..plan import Owner, Plan, Write, desired_policies, owned_by, plan, restore
+from ..plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import TOPOLOGY_LABEL, resolve_dns
 from . import metrics
 from .cache import Expectations, Key, View, digests
@@ -100,6 +103,7 @@ _ALONE = "No other NetworkPolicy of the namespace opens anything of this topolog
 
 _SUMMARY = {
     Reason.DRY_RUN: "dry_run",
+    Reason.GUARDRAIL_VIOLATION: "applied",
     Reason.RECONCILED: "applied",
     Reason.INVALID_SPEC: "invalid",
     Reason.NAME_CONFLICT: "conflict",
@@ -147,6 +151,9 @@ class Reconciler:
         # What rendering knows about the cluster (DNS Services, the API server's addresses), kept current by
         # the controller; replaced whole, never mutated, so a reconcile reads one consistent value.
         self.facts: ClusterFacts = OFFLINE
+        # The platform's TopologyGuardrails (parsed), likewise replaced whole by the controller.
+        self.guardrails: tuple[TopologyGuardrail, ...] = ()
+        self.guardrail_errors: tuple[str, ...] = ()  # guardrails that cannot be read: no topology changes
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
@@ -178,8 +185,18 @@ class Reconciler:
             fast = self._in_sync(body, view)
             if fast is not None:
                 return fast
+        if self.guardrail_errors:
+            # Fail closed: which namespaces an unreadable guardrail selects is unknown, so nothing changes.
+            return self._report(
+                body,
+                Reason.GUARDRAIL_VIOLATION,
+                "No change is applied while a TopologyGuardrail cannot be read: " + "; ".join(self.guardrail_errors),
+                sorted(view.owned) if view is not None else [],
+                requeue=True,
+            )
         live, others = self._live(namespace, name, view)
-        result = plan(body, live, others, self.facts)
+        guard = self._guard(body)
+        result = plan(body, live, others, self.facts, guard)
         if result.invalid is not None:
             return self._report(body, Reason.INVALID_SPEC, result.invalid, list(result.owned))
         self.expectations.set(key, digests(result.desired))
@@ -230,7 +247,7 @@ class Reconciler:
                 f"NetworkPolicies: {applied} created or updated, {deleted} deleted "
                 f"(generation {Owner.from_body(body).generation})",
             )
-        return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync")
+        return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync", result.left_out)
 
     def _dry_run_mode(self, body: dict[str, Any], result: Plan) -> Outcome:
         """spec.enforcement DryRun: remove what this topology enforced (if it did), ask the API server about
@@ -307,7 +324,7 @@ class Reconciler:
         """The cache's answer: an Outcome when everything owned is exactly what is wanted, None when the
         API server must be asked (something differs, or the spec is invalid)."""
         try:
-            desired = desired_policies(body, self.facts)
+            desired, left_out = desired_with_notes(body, self.facts, self._guard(body))
         except InvalidTopology:
             return None
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -320,17 +337,48 @@ class Reconciler:
         self.expectations.set(key, wanted)
         if wanted != {n: e.digest for n, e in view.owned.items()}:
             return None
-        return self._reconciled(body, [p["metadata"]["name"] for p in desired], "in_sync")
+        return self._reconciled(body, [p["metadata"]["name"] for p in desired], "in_sync", left_out)
 
-    def _reconciled(self, body: dict[str, Any], names: list[str], summary: str) -> Outcome:
+    def _reconciled(self, body: dict[str, Any], names: list[str], summary: str, left_out: list[str]) -> Outcome:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._refused.pop(key, None)
         self._last_good[key] = (_uid(body), body.get("spec"))
         isolated = self._isolation(body, fresh=summary == "applied")
-        outcome = self._report(
-            body, Reason.RECONCILED, f"{len(names)} NetworkPolicies in sync", names, conditions=isolated
-        )
+        if left_out:
+            # Enforced, narrower than declared: what the guardrails allow; Ready says what was left out.
+            shown = "; ".join(left_out[:5]) + (f"; and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+            message = f"{len(names)} NetworkPolicies in sync, without what guardrails forbid: {shown}"
+            outcome = self._report(body, Reason.GUARDRAIL_VIOLATION, message[:MAX_MESSAGE], names, conditions=isolated)
+        else:
+            outcome = self._report(
+                body, Reason.RECONCILED, f"{len(names)} NetworkPolicies in sync", names, conditions=isolated
+            )
         return Outcome(summary=summary) if not outcome.retry else outcome
+
+    def _guard(self, body: Mapping[str, Any]) -> Guard | None:
+        """The guardrails of the topology's namespace, bound for the planner (None: none applies)."""
+        rails = self.guardrails
+        if not rails:
+            return None
+        view: View | None = getattr(self._local, "view", None)
+        namespace = str(body["metadata"]["namespace"])
+        labels: dict[str, str] = {"kubernetes.io/metadata.name": namespace}
+        for ns in view.namespaces if view is not None else ():
+            if ns.name == namespace:
+                labels = dict(ns.labels)
+        chosen = guardrails.applicable(rails, labels)
+        if not chosen:
+            return None
+
+        def narrow(topology: AppTopology, facts: ClusterFacts) -> tuple[AppTopology, ClusterFacts, list[str]]:
+            guarded = guardrails.enforce(topology, chosen, labels, facts)
+            return (
+                guarded.topology,
+                guarded.facts,
+                [f"{v.path}: {v.message}" for v in guarded.violations] + [str(n) for n in guarded.notes],
+            )
+
+        return narrow
 
     def _dry_run(self, namespace: str, result: Plan) -> tuple[Write, ApiError] | None:
         """Ask the API server about every final write; the first refusal, or None. Transient errors raise."""
@@ -484,7 +532,7 @@ class Reconciler:
         last = self._last_good.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         if last is not None and last[0] == _uid(body):
             try:
-                previous = desired_policies({**body, "spec": last[1]}, self.facts)
+                previous = desired_policies({**body, "spec": last[1]}, self.facts, self._guard(body))
                 return {p["metadata"]["name"]: p for p in previous}
             except InvalidTopology:  # a spec once valid can only stop rendering after an upgrade
                 pass

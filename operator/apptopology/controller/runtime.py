@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from ..api.guardrail import parse_guardrail
 from ..api.validation import InvalidTopology, parse_spec
 from ..facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
@@ -77,6 +78,7 @@ class Controller:
         self.facts_source = facts
         self.facts_interval = facts_interval
         self.cache = Cache()
+        self._guardrails: dict[str, dict[str, Any]] = {}  # name -> body, as the watch delivers them
         self.queue: WorkQueue[Key] | None = None
         self._active: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -122,6 +124,9 @@ class Controller:
             self.cache.put_pod(body)
         for body in self.seeder.list_all("apptopologies"):
             self.cache.put_topology(body)
+        for body in self.seeder.list_all("topologyguardrails"):
+            self._guardrails[str(body["metadata"]["name"])] = body
+        self._apply_guardrails()
         log.info("cache seeded: %d topologies, %d policies", len(self.cache.topologies), self.cache.policy_count())
 
     def _lead(self) -> None:
@@ -168,6 +173,32 @@ class Controller:
         changed = self.cache.drop_namespace(body) if event.get("type") == "DELETED" else self.cache.put_namespace(body)
         if changed and self.queue is not None and self._active is not None and self._active.is_set():
             self.enqueue_all()
+
+    def guardrail_event(self, event: Mapping[str, Any]) -> None:
+        """A TopologyGuardrail changed: every topology it may select renders again (all of them: a guardrail
+        selects namespaces by label)."""
+        body = event["object"]
+        name = str(body["metadata"]["name"])
+        if event.get("type") == "DELETED":
+            self._guardrails.pop(name, None)
+        else:
+            self._guardrails[name] = body
+        if self._apply_guardrails() and self.queue is not None:
+            self.enqueue_all()
+
+    def _apply_guardrails(self) -> bool:
+        """Parse the guardrails for the reconciler; True when what it enforces changed. An unreadable one
+        fails closed: the reconciler then changes no topology until it is fixed or removed."""
+        parsed, broken = [], []
+        for name, body in sorted(self._guardrails.items()):
+            try:
+                parsed.append(parse_guardrail(body))
+            except InvalidTopology as exc:
+                broken.append(f"TopologyGuardrail {name}: {exc}")
+        rails, errors = tuple(parsed), tuple(broken)
+        changed = rails != self.reconciler.guardrails or errors != self.reconciler.guardrail_errors
+        self.reconciler.guardrails, self.reconciler.guardrail_errors = rails, errors
+        return changed
 
     def enqueue_all(self) -> None:
         for key in list(self.cache.topologies):
