@@ -50,6 +50,7 @@ from apptopology.render import render  # noqa: E402
 NAMESPACES = 100
 THREADS = 8
 CHANGES = 20
+CHANGE_TIMEOUT = 600.0
 
 
 def topology(name: str, namespace: str) -> dict[str, Any]:
@@ -182,8 +183,8 @@ class Bench:
                 ready += 1
         return ready, len(items)
 
-    def change(self, ns: str, name: str, port: int) -> float:
-        """Patch the web->api port; seconds until the api tier's policy has it."""
+    def change(self, ns: str, name: str, port: int) -> float | None:
+        """Patch the web->api port; seconds until the api tier's policy has it (None: not in 10 minutes)."""
         doc = topology(name, ns)
         doc["spec"]["flows"][1]["ports"] = [{"port": port}]
         started = time.monotonic()
@@ -203,16 +204,18 @@ class Bench:
             ports = [p.get("port") for r in policy["spec"].get("ingress") or [] for p in r.get("ports") or []]
             if port in ports:
                 return time.monotonic() - started
-            if time.monotonic() - started > 600:
-                raise TimeoutError(f"{ns}/{name}: change not applied in 10 minutes")
+            if time.monotonic() - started > CHANGE_TIMEOUT:
+                return None
             time.sleep(0.01)
 
     def changes(self, label: str, port: int, picks: list[tuple[str, str]]) -> None:
-        latencies = [self.change(ns, name, port) for ns, name in picks]
+        measured = [self.change(ns, name, port) for ns, name in picks]
+        latencies = [CHANGE_TIMEOUT if t is None else t for t in measured]  # a timeout counts as its limit
         self.result[f"change_{label}"] = {
             "p50": statistics.median(latencies),
             "p99": percentile(latencies, 0.99),
             "max": max(latencies),
+            "timed_out": sum(t is None for t in measured),
         }
 
     def run(self, tracemalloc: bool, profile: str | None = None, workers: int = 8) -> dict[str, Any]:
@@ -244,8 +247,8 @@ class Bench:
             )
         started = time.monotonic()
         self.result["create_seconds"] = parallel(create, docs)
-        # During the burst: changes while the operator still works through it (a changed topology may not
-        # have been reconciled at all yet: FIFO fairness puts it behind the ones created before it).
+        # During the burst: changes while the operator still works through it (an edit goes ahead of the
+        # topologies still waiting to be created, through the queue's urgent lane).
         picks = [self.keys[i * (self.size // CHANGES)] for i in range(CHANGES)]
         during = threading.Thread(target=self.changes, args=("during_burst", 8081, picks))
         during.start()
@@ -335,7 +338,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _lat(d: dict[str, float]) -> str:
-    return f"{d['p50']:.2f} / {d['p99']:.2f} / {d['max']:.2f} s"
+    timed_out = f" ({d['timed_out']:.0f} not applied in {CHANGE_TIMEOUT:.0f} s)" if d.get("timed_out") else ""
+    return f"{d['p50']:.2f} / {d['p99']:.2f} / {d['max']:.2f} s{timed_out}"
 
 
 def main() -> int:

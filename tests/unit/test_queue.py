@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from apptopology.controller.queue import WorkQueue
 
 T = TypeVar("T")
@@ -97,3 +100,73 @@ def test_get_waits_for_work_and_close_wakes_waiters() -> None:
         return key, False
 
     assert run(test) == ("x", True)
+
+
+def test_urgent_keys_go_ahead_and_a_waiting_key_moves_up() -> None:
+    async def test() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for key in ("new1", "new2", "new3"):
+            queue.add(key)
+        queue.add("edit", urgent=True)
+        queue.add("new3", urgent=True)  # waiting as ordinary: moves up, stays once
+        queue.add("new1")  # already waiting: nothing
+        return await drain(queue)
+
+    assert run(test) == ["edit", "new3", "new1", "new2"]
+
+
+def test_an_urgent_event_during_a_pass_requeues_urgently() -> None:
+    async def test() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add("a")
+        key, _ = await queue.get()
+        queue.add("b")
+        queue.add("a", urgent=True)  # while "a" is processed
+        queue.add("a")  # an ordinary event does not downgrade it
+        queue.done(key)
+        return await drain(queue)
+
+    assert run(test) == ["a", "b"]
+
+
+def test_the_ordinary_lane_is_not_starved() -> None:
+    async def test() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue(urgent_run=2)
+        queue.add("o1")
+        queue.add("o2")
+        for i in range(5):
+            queue.add(f"u{i}", urgent=True)
+        return await drain(queue)
+
+    assert run(test) == ["u0", "u1", "o1", "u2", "u3", "o2", "u4"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "urgent", "get", "done"]), st.integers(0, 4)), max_size=60))
+def test_random_operations_keep_the_queue_s_promises(ops: list[tuple[str, int]]) -> None:
+    """Against a model: a key is never out twice at once, len counts the keys waiting, and every key
+    added is handed out after its last add (none lost, none waiting twice)."""
+
+    async def test() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        out: set[str] = set()
+        owed: set[str] = set()  # added since last handed out
+        for op, n in ops:
+            key = f"k{n}"
+            if op in ("add", "urgent"):
+                queue.add(key, urgent=op == "urgent")
+                owed.add(key)
+            elif op == "get" and len(queue):
+                got, _ = await queue.get()
+                assert got not in out
+                out.add(got)
+                owed.discard(got)
+            elif op == "done" and key in out:
+                out.discard(key)
+                queue.done(key)
+            assert len(queue) == len(owed - out)
+        for key in sorted(out):
+            queue.done(key)
+        assert set(await drain(queue)) == owed
+
+    run(test)

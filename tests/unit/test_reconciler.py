@@ -326,13 +326,13 @@ def test_the_echo_of_our_own_write_needs_no_reconcile(cluster: FakeCluster, reco
     assert expect.keys_to_reconcile({"type": "MODIFIED", "object": ours}) == []
     drifted = copy.deepcopy(ours)
     drifted["spec"]["policyTypes"] = ["Ingress"]
-    assert expect.keys_to_reconcile({"type": "MODIFIED", "object": drifted}) == [(NS, "shop")]
-    assert expect.keys_to_reconcile({"type": "DELETED", "object": ours}) == [(NS, "shop")]
+    assert expect.keys_to_reconcile({"type": "MODIFIED", "object": drifted}) == [((NS, "shop"), True)]
+    assert expect.keys_to_reconcile({"type": "DELETED", "object": ours}) == [((NS, "shop"), True)]
     stale = copy.deepcopy(ours)
     stale["metadata"]["name"] = "shop.tier-gone"
     assert expect.keys_to_reconcile({"type": "DELETED", "object": stale}) == []
     foreign = {"metadata": {"name": "shop.tier-api", "namespace": NS}, "spec": {"podSelector": {}}}
-    assert expect.keys_to_reconcile({"type": "ADDED", "object": foreign}) == [(NS, "shop")]
+    assert expect.keys_to_reconcile({"type": "ADDED", "object": foreign}) == [((NS, "shop"), True)]
     unrelated = {"metadata": {"name": "other-policy", "namespace": NS}, "spec": {}}
     assert expect.keys_to_reconcile({"type": "ADDED", "object": unrelated}) == []
 

@@ -215,8 +215,9 @@ class Expectations:
     def forget(self, key: Key) -> None:
         self._wanted.pop(key, None)
 
-    def keys_to_reconcile(self, event: Mapping[str, Any]) -> list[Key]:
-        """The topologies a NetworkPolicy event concerns, except where it is the echo of our own write.
+    def keys_to_reconcile(self, event: Mapping[str, Any]) -> list[tuple[Key, bool]]:
+        """The topologies a NetworkPolicy event concerns, except where it is the echo of our own write, each
+        with whether it is drift (a policy its owner wants, changed or deleted: urgent).
 
         A policy whose digest is what its owner wants, or the deletion of one its owner no longer wants,
         needs nothing; anything else (drift, a deleted policy, a foreign policy under a wanted name, an
@@ -231,13 +232,13 @@ class Expectations:
             key = (namespace, owner)
             wanted = self._wanted.get(key)
             if wanted is None:
-                keys.append(key)
+                keys.append((key, False))
             elif name not in wanted:
                 continue  # not one of its policies (a stale one going, or a look-alike)
             elif not deleted and wanted[name] == managed_digest(policy):
                 continue  # the echo of our own write
             else:
-                keys.append(key)
+                keys.append((key, True))
         return keys
 
     def __len__(self) -> int:

@@ -32,6 +32,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
+    # Kopf lists each resource in one response by default; in pages (as our own seed does) the start-up
+    # never holds every policy and pod of the cluster as one parsed body.
+    settings.watching.chunk_size = 500
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
     await _controller().start()

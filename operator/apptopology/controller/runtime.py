@@ -144,19 +144,24 @@ class Controller:
 
     def topology_event(self, event: Mapping[str, Any]) -> None:
         body = event["object"]
+        meta = body["metadata"]
+        known = self.cache.topologies.get((str(meta["namespace"]), str(meta["name"])))
         key = self.cache.drop_topology(body) if event.get("type") == "DELETED" else self.cache.put_topology(body)
         if event.get("type") != "DELETED" and needs_facts(body) and not self.reconciler.facts.in_cluster:
             # The first topology that needs cluster facts: read them now rather than at the next interval.
             self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
-        self._add(key)  # DELETED too: the reconcile forgets it
+        # An edit of a topology we know goes ahead of new ones (it may close a flow); DELETED too: the
+        # reconcile forgets it.
+        edited = known is not None and known["metadata"].get("generation") != meta.get("generation")
+        self._add(key, urgent=edited and event.get("type") != "DELETED")
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
         if event.get("type") == "DELETED":
             self.cache.drop_policy(event["object"])
         else:
             self.cache.put_policy(event["object"])
-        for key in self.reconciler.expectations.keys_to_reconcile(event):
-            self._add(key)
+        for key, drift in self.reconciler.expectations.keys_to_reconcile(event):
+            self._add(key, urgent=drift)  # drift of what we wrote may have widened it: repaired first
 
     def pod_event(self, event: Mapping[str, Any]) -> None:
         """Pods change what the tiers select: their topologies look again (only when labels, IP or ports
@@ -204,9 +209,9 @@ class Controller:
         for key in list(self.cache.topologies):
             self._add(key)
 
-    def _add(self, key: Key) -> None:
+    def _add(self, key: Key, urgent: bool = False) -> None:
         if self.queue is not None:
-            self.queue.add(key)
+            self.queue.add(key, urgent)
             metrics.QUEUE_DEPTH.set(len(self.queue))
 
     # work -----------------------------------------------------------------------------------------------
