@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from apptopology.compare import managed_digest
-from apptopology.controller.cache import Cache
+from apptopology.controller.cache import Cache, Expectations
 
 
 def policy(name: str, owner: str | None, ns: str = "prod", spec: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -65,3 +68,18 @@ def test_views_are_snapshots() -> None:
     assert set(view.owned) == {"shop.tier-a"}
     cache.drop_topology(topology())
     assert cache.view(("prod", "shop")).body is None
+
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from("abc"), st.integers(0, 4)), max_size=30))
+def test_the_wanted_policies_count_follows_sets_and_forgets(ops: list[tuple[bool, str, int]]) -> None:
+    expect, model = Expectations(), dict[tuple[str, str], int]()
+    for is_set, name, n in ops:
+        key = ("prod", name)
+        if is_set:
+            digests = {f"{name}.p{i}": b"d" for i in range(n)}
+            expect.set(key, digests)
+            model[key] = n
+        else:
+            expect.forget(key)
+            model.pop(key, None)
+        assert expect.wanted_policies() == sum(model.values())

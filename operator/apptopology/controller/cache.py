@@ -208,12 +208,15 @@ class Expectations:
 
     def __init__(self) -> None:
         self._wanted: dict[Key, dict[str, bytes]] = {}
+        self._policies = 0  # kept as it changes: the metric is read after every reconcile
 
     def set(self, key: Key, digests: Mapping[str, bytes]) -> None:
+        self._policies -= len(self._wanted.get(key, ()))
         self._wanted[key] = dict(digests)
+        self._policies += len(digests)
 
     def forget(self, key: Key) -> None:
-        self._wanted.pop(key, None)
+        self._policies -= len(self._wanted.pop(key, ()))
 
     def keys_to_reconcile(self, event: Mapping[str, Any]) -> list[tuple[Key, bool]]:
         """The topologies a NetworkPolicy event concerns, except where it is the echo of our own write, each
@@ -245,7 +248,7 @@ class Expectations:
         return len(self._wanted)
 
     def wanted_policies(self) -> int:
-        return sum(len(v) for v in self._wanted.values())
+        return self._policies
 
 
 def digests(policies: Iterable[Mapping[str, Any]]) -> dict[str, bytes]:
