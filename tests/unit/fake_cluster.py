@@ -91,7 +91,7 @@ class FakeCluster:
         return copy.deepcopy(body) if body is not None else None
 
     def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        self._check("list", "", False)
+        self._check("list", label_selector or "", False)  # "": the whole namespace
         key, _, value = (label_selector or "").partition("=")
         return [
             copy.deepcopy(p)

@@ -490,3 +490,17 @@ def test_guardrails_leave_out_what_they_forbid_and_say_so(cluster: FakeCluster, 
     reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
     assert not any("10.9.0.0/16" in str(r) for r in specs(cluster)["shop.tier-db"].get("egress", []))
     assert "cannot be read" in ready(cluster)["message"]
+
+
+def test_isolated_is_not_evaluated_in_a_large_namespace_without_reading_it(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    from apptopology.controller.reconciler import MAX_ISOLATION_POLICIES
+
+    for i in range(MAX_ISOLATION_POLICIES + 1):
+        cluster.policies[(NS, f"other-{i}")] = {"metadata": {"name": f"other-{i}", "namespace": NS}, "spec": {}}
+    cluster.add_topology(topology())
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    isolated = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
+    assert (isolated["status"], isolated["reason"]) == ("Unknown", "NotEvaluated")
+    assert ("list", "", False) not in cluster.calls  # the namespace was not read: the cache knew its size
