@@ -39,12 +39,18 @@ R = TypeVar("R")
 COMPONENT = "apptopology-operator"
 
 
-def load_config() -> None:
-    """In-cluster config when running in a pod, the kubeconfig otherwise."""
+def load_config(connections: int = 10) -> None:
+    """In-cluster config when running in a pod, the kubeconfig otherwise; up to ``connections`` kept open.
+
+    The client keeps 5 per core by default: with more worker threads than that, each request beyond it
+    opened a new TLS connection and threw it away ("Connection pool is full" at 16 workers)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
+    client.Configuration.set_default(configuration)
 
 
 def _json(response: Any) -> Any:

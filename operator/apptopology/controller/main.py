@@ -63,7 +63,7 @@ def run_operator(options: Options) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if os.environ.get("APPTOPOLOGY_TRACEMALLOC"):
         _memory_profile_on_signal(os.environ["APPTOPOLOGY_TRACEMALLOC"])
-    load_config()
+    load_config(connections=options.workers + 4)  # the workers, the elector, facts and the seed
     from . import handlers  # registers the Kopf handlers
 
     kube = Kube()
