@@ -206,9 +206,14 @@ class Bench:
             _content_type="application/json-patch+json",
         )
         while True:
-            policy = json.loads(
-                self.net.read_namespaced_network_policy(f"{name}.tier-api", ns, _preload_content=False).read()
-            )
+            try:
+                policy = json.loads(
+                    self.net.read_namespaced_network_policy(f"{name}.tier-api", ns, _preload_content=False).read()
+                )
+            except client.ApiException as exc:
+                if exc.status != 404:  # during the burst the topology may not have been created yet
+                    raise
+                policy = {"spec": {}}
             ports = [p.get("port") for r in policy["spec"].get("ingress") or [] for p in r.get("ports") or []]
             if port in ports:
                 return time.monotonic() - started
