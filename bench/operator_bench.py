@@ -335,9 +335,9 @@ def table(results: list[dict[str, Any]]) -> str:
         ),
         ("writes during convergence (dry runs)", lambda r: f"{r['writes_total']:,} ({r['dry_runs']:,})"),
         ("operator CPU seconds", lambda r: f"{r['operator_cpu_seconds']:.1f}"),
-        ("change during the burst p50 / p99 / max", lambda r: _lat(r["change_during_burst"])),
-        ("change right after the burst p50 / p99 / max", lambda r: _lat(r["change_after_burst"])),
-        ("change, idle p50 / p99 / max", lambda r: _lat(r["change_idle"])),
+        ("change during the burst p50 / p99 / max", lambda r: _lat(r.get("change_during_burst"))),
+        ("change right after the burst p50 / p99 / max", lambda r: _lat(r.get("change_after_burst"))),
+        ("change, idle p50 / p99 / max", lambda r: _lat(r.get("change_idle"))),
         (
             "RSS after convergence / after restart",
             lambda r: f"{r['rss_mib']:.0f} / {r['rss_after_restart_mib']:.0f} MiB",
@@ -353,7 +353,9 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _lat(d: dict[str, float]) -> str:
+def _lat(d: dict[str, float] | None) -> str:
+    if d is None:
+        return "n/a"
     timed_out = f" ({d['timed_out']:.0f} not applied in {CHANGE_TIMEOUT:.0f} s)" if d.get("timed_out") else ""
     return f"{d['p50']:.2f} / {d['p99']:.2f} / {d['max']:.2f} s{timed_out}"
 
