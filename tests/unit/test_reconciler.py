@@ -504,3 +504,44 @@ def test_isolated_is_not_evaluated_in_a_large_namespace_without_reading_it(
     isolated = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
     assert (isolated["status"], isolated["reason"]) == ("Unknown", "NotEvaluated")
     assert ("list", "", False) not in cluster.calls  # the namespace was not read: the cache knew its size
+
+
+def test_a_revision_renders_once_until_its_facts_guardrails_or_spec_change(
+    cluster: FakeCluster, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from apptopology.api.guardrail import parse_guardrail
+    from apptopology.controller import reconciler as module
+
+    renders = []
+    real = module.desired_with_notes
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        renders.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "desired_with_notes", counting)
+    converged(cluster, reconciler)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    renders.clear()
+    for _ in range(3):  # resyncs, echoes: nothing changed
+        reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert renders == [] and cluster.writes() == []
+    reconciler.facts = dataclasses.replace(reconciler.facts)  # new facts (equal or not): rendered again
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(renders) == 1
+    rail = {
+        "apiVersion": "apptopology.io/v1alpha1",
+        "kind": "TopologyGuardrail",
+        "metadata": {"name": "cap"},
+        "spec": {"namespaceSelector": {"matchLabels": {"team": "a"}}, "maxTiers": 64},
+    }
+    reconciler.guardrails = (parse_guardrail(rail),)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(renders) == 2
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(renders) == 2  # same guardrails, same namespace labels
+    cluster.update_spec(NS, "shop", {**topology()["spec"], "flows": topology()["spec"]["flows"][:1]})
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(renders) >= 3 and cluster.writes() != []  # the new revision is rendered and written

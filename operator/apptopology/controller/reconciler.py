@@ -112,6 +112,25 @@ _SUMMARY = {
 
 
 @dataclass(frozen=True)
+class _Rendered:
+    """What a topology's revision rendered to, as the cache compares it (digests, not the policies), and
+    what it was rendered from: the facts and guardrails objects (replaced whole, never mutated, so
+    identity is their version) and the namespace's labels when guardrails apply."""
+
+    uid: str
+    generation: int
+    facts: ClusterFacts
+    rails: tuple[TopologyGuardrail, ...]
+    labels: Mapping[str, str] | None
+    wanted: dict[str, bytes]
+    names: list[str]
+    left_out: list[str]
+
+    def renders(self, uid: str, generation: int, facts: ClusterFacts, rails: tuple[TopologyGuardrail, ...]) -> bool:
+        return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
+
+
+@dataclass(frozen=True)
 class _Refused:
     """An attempt that failed half way: the same state is not tried again before ``until``."""
 
@@ -147,6 +166,8 @@ class Reconciler:
         # DryRun: the (generation, digests, pods) last asked about and evaluated
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes], int]] = {}
         self._isolation_at: dict[Key, float] = {}  # when the Isolated condition was last evaluated
+        # The last render per topology: a resync or an echo of a topology in sync renders nothing again.
+        self._rendered: dict[Key, _Rendered] = {}
         self._local = threading.local()  # the view of the reconcile running on this thread
         # What rendering knows about the cluster (DNS Services, the API server's addresses), kept current by
         # the controller; replaced whole, never mutated, so a reconcile reads one consistent value.
@@ -180,6 +201,8 @@ class Reconciler:
             self.expectations.forget(key)
             self._last_good.pop(key, None)
             self._refused.pop(key, None)
+            self._rendered.pop(key, None)
+            self._isolation_at.pop(key, None)
             return Outcome(summary="gone")  # garbage collection removes its policies
         if view is not None:
             fast = self._in_sync(body, view)
@@ -323,12 +346,11 @@ class Reconciler:
     def _in_sync(self, body: dict[str, Any], view: View) -> Outcome | None:
         """The cache's answer: an Outcome when everything owned is exactly what is wanted, None when the
         API server must be asked (something differs, or the spec is invalid)."""
-        try:
-            desired, left_out = desired_with_notes(body, self.facts, self._guard(body))
-        except InvalidTopology:
+        rendered = self._render(body)
+        if rendered is None:
             return None
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        wanted = digests(desired)
+        wanted = rendered.wanted
         if (body.get("spec") or {}).get("enforcement") == "DryRun":
             # In sync when nothing is enforced and this revision was already asked about.
             if view.owned or self._dry_ok.get(key) != (Owner.from_body(body).generation, wanted, hash(view.pods)):
@@ -337,7 +359,27 @@ class Reconciler:
         self.expectations.set(key, wanted)
         if wanted != {n: e.digest for n, e in view.owned.items()}:
             return None
-        return self._reconciled(body, [p["metadata"]["name"] for p in desired], "in_sync", left_out)
+        return self._reconciled(body, rendered.names, "in_sync", rendered.left_out)
+
+    def _render(self, body: dict[str, Any]) -> _Rendered | None:
+        """The revision's digests, rendered once per (revision, facts, guardrails, namespace labels); None
+        when the spec is invalid."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        uid, generation = _uid(body), Owner.from_body(body).generation
+        facts, rails = self.facts, self.guardrails  # read before rendering: a change meanwhile renders again
+        labels = self._namespace_labels(body) if rails else None
+        last = self._rendered.get(key)
+        if last is not None and last.renders(uid, generation, facts, rails) and last.labels == labels:
+            return last
+        try:
+            desired, left_out = desired_with_notes(body, facts, self._guard(body))
+        except InvalidTopology:
+            return None
+        names = [str(p["metadata"]["name"]) for p in desired]
+        rendered = _Rendered(uid, generation, facts, rails, labels, digests(desired), names, left_out)
+        if generation:  # the API server always sets it; without one a revision cannot be told apart
+            self._rendered[key] = rendered
+        return rendered
 
     def _reconciled(self, body: dict[str, Any], names: list[str], summary: str, left_out: list[str]) -> Outcome:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -360,12 +402,7 @@ class Reconciler:
         rails = self.guardrails
         if not rails:
             return None
-        view: View | None = getattr(self._local, "view", None)
-        namespace = str(body["metadata"]["namespace"])
-        labels: dict[str, str] = {"kubernetes.io/metadata.name": namespace}
-        for ns in view.namespaces if view is not None else ():
-            if ns.name == namespace:
-                labels = dict(ns.labels)
+        labels = self._namespace_labels(body)
         chosen = guardrails.applicable(rails, labels)
         if not chosen:
             return None
@@ -379,6 +416,16 @@ class Reconciler:
             )
 
         return narrow
+
+    def _namespace_labels(self, body: Mapping[str, Any]) -> dict[str, str]:
+        """The labels of the topology's namespace, from the cache (its name label without one)."""
+        view: View | None = getattr(self._local, "view", None)
+        namespace = str(body["metadata"]["namespace"])
+        labels: dict[str, str] = {"kubernetes.io/metadata.name": namespace}
+        for ns in view.namespaces if view is not None else ():
+            if ns.name == namespace:
+                labels = dict(ns.labels)
+        return labels
 
     def _dry_run(self, namespace: str, result: Plan) -> tuple[Write, ApiError] | None:
         """Ask the API server about every final write; the first refusal, or None. Transient errors raise."""
