@@ -57,6 +57,13 @@ def _json(response: Any) -> Any:
     return json.loads(response.read())
 
 
+def _done(response: Any) -> None:
+    """Read a response nobody needs and give its connection back: with ``_preload_content=False`` an
+    unread response keeps its connection, and the next request opens (and pays TLS for) a new one."""
+    response.read()
+    response.release_conn()
+
+
 def _message(exc: ApiException) -> str:
     try:
         return str(json.loads(exc.body or "{}").get("message") or "")
@@ -147,9 +154,10 @@ class Kube:
         metrics.API_WRITES.labels("delete", str(dry_run).lower()).inc()
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         try:
-            self.net.delete_namespaced_network_policy(
+            response = self.net.delete_namespaced_network_policy(
                 name, namespace, body=options, dry_run="All" if dry_run else None, _preload_content=False
             )
+            _done(response)
         except ApiException as exc:
             if exc.status != 404:  # already gone: the goal is reached
                 raise
@@ -161,7 +169,7 @@ class Kube:
         if resource_version:
             # Precondition: written only over the revision this status was computed from (409 otherwise).
             patch["metadata"] = {"resourceVersion": resource_version}
-        self.custom.patch_namespaced_custom_object_status(
+        response = self.custom.patch_namespaced_custom_object_status(
             API_GROUP,
             API_VERSION,
             namespace,
@@ -171,6 +179,7 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
+        _done(response)
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -198,7 +207,7 @@ class Kube:
             "eventTime": None,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+        _done(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))
 
     def list_all(self, kind: str, page: int = 500) -> Iterator[dict[str, Any]]:
         """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces) in the cluster, page by
