@@ -7,7 +7,7 @@ on asyncio).
 - Failures are retried with per-key exponential backoff through timers, so no worker sleeps.
 - Two lanes. Urgent keys (an edit of a topology already known, drift of a policy we wrote) go ahead of
   ordinary ones (new topologies, pods, resyncs, retries): a user's edit, possibly one that closes a flow,
-  must not wait behind a burst of thousands of creations (measured: 10 minutes at 10,000). A key waiting
+  must not wait behind a burst of thousands of creations (measured: over 10 minutes at 10,000). A key waiting
   in the ordinary lane moves up when it turns urgent. After ``urgent_run`` urgent keys in a row one
   ordinary key goes, so neither lane starves.
 
