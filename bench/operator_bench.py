@@ -292,7 +292,7 @@ class Bench:
         self.result["rss_mib"] = rss
         time.sleep(5)
         self.changes("idle", 8082, picks)
-        time.sleep(IDLE_SETTLE)  # the operator gives memory back once its queue has been idle a while
+        time.sleep(IDLE_SETTLE)  # whether the RSS settles once the queue is idle (it barely does: live memory)
         self.result["rss_idle_mib"] = proc_stats(operator.proc.pid)[1]
         if tracemalloc:
             os.kill(operator.proc.pid, signal.SIGUSR1)
