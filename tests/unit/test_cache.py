@@ -70,6 +70,49 @@ def test_views_are_snapshots() -> None:
     assert cache.view(("prod", "shop")).body is None
 
 
+def test_bodies_are_kept_packed_and_read_as_fresh_copies() -> None:
+    cache = Cache()
+    body = topology()
+    body["status"] = {"conditions": [{"type": "Ready", "status": "True"}], "policies": ["shop.tier-a"]}
+    cache.put_topology(body)
+    first, second = cache.view(("prod", "shop")).body, cache.view(("prod", "shop")).body
+    assert first == second == {**body, "metadata": {"name": "shop", "namespace": "prod", "uid": "t-1"}}
+    assert first is not second  # a reconcile on another thread owns what it read
+    first["spec"]["tiers"].append("changed")
+    assert cache.view(("prod", "shop")).body == second
+    assert len(cache.topologies) == 1 and ("prod", "shop") in cache.topologies
+
+
+def test_which_topologies_need_cluster_facts_is_known_without_decoding() -> None:
+    cache = Cache()
+    plain, discovering = topology("t-1"), topology("t-2")
+    discovering["metadata"]["name"] = "dns"
+    discovering["spec"] = {"tiers": [], "dns": {"discover": True}}
+    cache.put_topology(plain)
+    cache.put_topology(discovering)
+    assert cache.topologies.needing_facts == {("prod", "dns")}
+    discovering["spec"] = {"tiers": []}
+    cache.put_topology(discovering)  # edited: no longer
+    assert cache.topologies.needing_facts == set()
+    discovering["spec"] = {"tiers": [], "flows": [{"from": {"tier": "a"}, "to": {"kubeAPI": True}}]}
+    cache.put_topology(discovering)
+    assert cache.topologies.needing_facts == {("prod", "dns")}
+    cache.drop_topology(discovering)
+    assert cache.topologies.needing_facts == set()
+
+
+def test_a_view_counts_the_other_topologies_of_its_namespace() -> None:
+    cache = Cache()
+    cache.put_topology(topology("t-1"))
+    assert cache.view(("prod", "shop")).neighbours == 0
+    other = topology("t-2")
+    other["metadata"]["name"] = "billing"
+    cache.put_topology(other)
+    assert cache.view(("prod", "shop")).neighbours == 1
+    cache.drop_topology(other)
+    assert cache.view(("prod", "shop")).neighbours == 0
+
+
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from("abc"), st.integers(0, 4)), max_size=30))
 def test_the_wanted_policies_count_follows_sets_and_forgets(ops: list[tuple[bool, str, int]]) -> None:
     expect, model = Expectations(), dict[tuple[str, str], int]()

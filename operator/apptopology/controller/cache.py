@@ -2,8 +2,8 @@
 Kopf delivers anyway.
 
 What is kept is what a reconcile needs to decide "nothing to do" without a request: the newest body of
-every AppTopology, the names of every NetworkPolicy (for name conflicts), and for every NetworkPolicy a
-topology owns, 16 bytes of digest of what the operator manages on it
+every AppTopology (packed: compressed JSON), the names of every NetworkPolicy (for name conflicts), and
+for every NetworkPolicy a topology owns, 16 bytes of digest of what the operator manages on it
 (:func:`apptopology.compare.managed_digest`). Writes never trust the cache: when anything differs, the
 reconcile reads the topology's policies from the API server and plans from that answer.
 
@@ -17,7 +17,9 @@ event of our own write, which arrives with exactly that digest, costs no reconci
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +48,7 @@ class View:
     names: frozenset[str] = frozenset()
     pods: tuple[Pod, ...] = ()  # of its namespace, and of the namespaces its DNS servers run in
     namespaces: tuple[Namespace, ...] = ()
-    neighbours: tuple[dict[str, Any], ...] = ()  # the other topologies of its namespace
+    neighbours: int = 0  # how many other topologies its namespace has
 
 
 def controller_uid(policy: Mapping[str, Any]) -> str | None:
@@ -71,11 +73,70 @@ def cached_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": meta}
 
 
+def pack(data: Any) -> bytes:
+    """JSON data as compressed bytes. A topology body with its status is 2.3 KB of JSON, about 18 KB as
+    Python dicts and strings, 0.8 KB packed: at 10,000 topologies the parsed bodies alone were 180 MB."""
+    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
+
+
+def unpack(blob: bytes) -> Any:
+    """A fresh copy of what :func:`pack` was given (about 25 microseconds for a topology)."""
+    return json.loads(zlib.decompress(blob))
+
+
+def needs_facts(body: Mapping[str, Any]) -> bool:
+    """Whether a topology renders from cluster facts: dns.discover, or a kubeAPI endpoint."""
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return False
+    dns = spec.get("dns")
+    if isinstance(dns, dict) and dns.get("discover") is True:
+        return True
+    flows = spec.get("flows")
+    return any(
+        isinstance(f, dict) and any(isinstance(f.get(s), dict) and f[s].get("kubeAPI") is True for s in ("from", "to"))
+        for f in (flows if isinstance(flows, list) else [])
+    )
+
+
+class Bodies(Mapping[Key, dict[str, Any]]):
+    """The newest body of every AppTopology, packed; each read decodes a fresh copy (so a reconcile on
+    another thread owns what it reads), and which ones need cluster facts, known without decoding."""
+
+    def __init__(self) -> None:
+        self._packed: dict[Key, bytes] = {}
+        self.needing_facts: set[Key] = set()
+
+    def put(self, key: Key, body: Mapping[str, Any]) -> None:
+        self._packed[key] = pack(cached_body(body))
+        if needs_facts(body):
+            self.needing_facts.add(key)
+        else:
+            self.needing_facts.discard(key)
+
+    def pop(self, key: Key) -> None:
+        self._packed.pop(key, None)
+        self.needing_facts.discard(key)
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        body: dict[str, Any] = unpack(self._packed[key])
+        return body
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._packed
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+
 class Cache:
     """AppTopology bodies and NetworkPolicy digests, by namespace. Mutated only on the event loop."""
 
     def __init__(self) -> None:
-        self.topologies: dict[Key, dict[str, Any]] = {}
+        self.topologies = Bodies()
         self._owned: dict[tuple[str, str], dict[str, PolicyEntry]] = {}  # (namespace, owner uid) -> name -> entry
         self._names: dict[str, set[str]] = {}  # namespace -> names of every policy
         self._owner_of: dict[tuple[str, str], str | None] = {}  # (namespace, name) -> owner uid
@@ -86,14 +147,14 @@ class Cache:
     def put_topology(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
-        self.topologies[key] = cached_body(body)
+        self.topologies.put(key, body)
         self._in_namespace.setdefault(key[0], set()).add(key[1])
         return key
 
     def drop_topology(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
-        self.topologies.pop(key, None)
+        self.topologies.pop(key)
         names = self._in_namespace.get(key[0])
         if names is not None:
             names.discard(key[1])
@@ -181,7 +242,7 @@ class Cache:
             frozenset(self._names.get(key[0], ())),
             tuple(pods),
             tuple(self.namespaces.values()),
-            tuple(self.topologies[k] for k in self.topologies_in(key[0]) if k != key and k in self.topologies),
+            len(self._in_namespace.get(key[0], ())) - 1,
         )
 
     def policy_count(self) -> int:

@@ -39,7 +39,7 @@ from ..intent import synthesize
 from ..plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import TOPOLOGY_LABEL, resolve_dns
 from . import metrics
-from .cache import Expectations, Key, View, digests
+from .cache import Expectations, Key, View, digests, pack, unpack
 
 log = logging.getLogger("apptopology")
 
@@ -160,8 +160,9 @@ class Reconciler:
         self.recheck_after = recheck_after
         self.clock = clock
         self.expectations = expectations if expectations is not None else Expectations()
-        # key -> (uid, spec): a reference to the spec of a body we were given (bodies are never mutated).
-        self._last_good: dict[Key, tuple[str, Any]] = {}
+        # key -> (uid, generation, packed spec): bodies are decoded per reconcile, so a reference would keep
+        # a whole parsed spec alive per topology.
+        self._last_good: dict[Key, tuple[str, int, bytes]] = {}
         self._refused: dict[Key, _Refused] = {}
         # DryRun: the (generation, digests, pods) last asked about and evaluated
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes], int]] = {}
@@ -384,7 +385,10 @@ class Reconciler:
     def _reconciled(self, body: dict[str, Any], names: list[str], summary: str, left_out: list[str]) -> Outcome:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._refused.pop(key, None)
-        self._last_good[key] = (_uid(body), body.get("spec"))
+        generation = Owner.from_body(body).generation
+        last = self._last_good.get(key)
+        if last is None or last[:2] != (_uid(body), generation) or not generation:
+            self._last_good[key] = (_uid(body), generation, pack(body.get("spec")))
         isolated = self._isolation(body, fresh=summary == "applied")
         if left_out:
             # Enforced, narrower than declared: what the guardrails allow; Ready says what was left out.
@@ -584,7 +588,7 @@ class Reconciler:
         last = self._last_good.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         if last is not None and last[0] == _uid(body):
             try:
-                previous = desired_policies({**body, "spec": last[1]}, self.facts, self._guard(body))
+                previous = desired_policies({**body, "spec": unpack(last[2])}, self.facts, self._guard(body))
                 return {p["metadata"]["name"]: p for p in previous}
             except InvalidTopology:  # a spec once valid can only stop rendering after an upgrade
                 pass

@@ -24,7 +24,7 @@ from ..api.guardrail import parse_guardrail
 from ..api.validation import InvalidTopology, parse_spec
 from ..facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
-from .cache import Cache, Key, View
+from .cache import Cache, Key, View, needs_facts
 from .leader import LeaderElector
 from .queue import WorkQueue
 from .reconciler import ApiError, Outcome, Reconciler
@@ -42,21 +42,6 @@ class FactsSource(Protocol):
     """Reads the cluster facts (DNS Services, NodeLocal DNSCache, the API server's endpoints)."""
 
     def read_facts(self, wanted: WantedObjects) -> ClusterFacts: ...
-
-
-def needs_facts(body: Mapping[str, Any]) -> bool:
-    """Whether a topology renders from cluster facts: dns.discover, or a kubeAPI endpoint."""
-    spec = body.get("spec")
-    if not isinstance(spec, dict):
-        return False
-    dns = spec.get("dns")
-    if isinstance(dns, dict) and dns.get("discover") is True:
-        return True
-    flows = spec.get("flows")
-    return any(
-        isinstance(f, dict) and any(isinstance(f.get(s), dict) and f[s].get("kubeAPI") is True for s in ("from", "to"))
-        for f in (flows if isinstance(flows, list) else [])
-    )
 
 
 class Controller:
@@ -249,7 +234,7 @@ class Controller:
         """Read the facts when some topology needs them; on a change, those topologies render again."""
         if self.facts_source is None:
             return
-        needing = [k for k, b in list(self.cache.topologies.items()) if needs_facts(b)]
+        needing = sorted(self.cache.topologies.needing_facts)
         if not needing:
             return
         topologies = []
