@@ -30,19 +30,32 @@ class Options:
     facts_interval: float = 30.0
 
 
+class SharedMemo(kopf.Memo):
+    """The operator's memo, shared rather than copied: Kopf shallow-copies ``kopf.run(memo=...)`` for every
+    object it watches and keeps the copy while the object exists (about 430 B each: 34 MB at 10,000
+    topologies, 80,000 objects). Our handlers use no memo."""
+
+    def __copy__(self) -> SharedMemo:
+        return self
+
+
 def _memory_profile_on_signal(path: str) -> None:
     """APPTOPOLOGY_TRACEMALLOC=FILE: trace allocations; SIGUSR1 writes the top allocation sites to FILE
     (for finding where the memory goes, e.g. bench/operator_bench.py --tracemalloc)."""
     import signal
     import tracemalloc
 
-    tracemalloc.start(4)
+    tracemalloc.start(6)
 
     def dump(*_: object) -> None:
         snapshot = tracemalloc.take_snapshot()
         lines = [f"total traced: {sum(s.size for s in snapshot.statistics('filename')) / 2**20:.1f} MiB"]
         for stat in snapshot.statistics("lineno")[:40]:
             lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:9d} {stat.traceback[0]}")
+        lines.append("-- the largest, by whole traceback (who holds it)")
+        for stat in snapshot.statistics("traceback")[:8]:
+            lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:9d}")
+            lines.extend(f"    {frame}" for frame in stat.traceback)
         lines.append("-- by file")
         for stat in snapshot.statistics("filename")[:25]:
             lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.traceback[0].filename}")
@@ -90,5 +103,6 @@ def run_operator(options: Options) -> int:
         namespaces=options.namespaces,
         standalone=True,
         liveness_endpoint=options.liveness or None,
+        memo=SharedMemo(),
     )
     return 0
