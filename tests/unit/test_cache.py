@@ -81,9 +81,14 @@ def test_bodies_are_kept_packed_and_read_as_fresh_copies() -> None:
     first["spec"]["tiers"].append("changed")
     assert cache.view(("prod", "shop")).body == second
     assert len(cache.topologies) == 1 and ("prod", "shop") in cache.topologies
+    assert cache.topologies.generation(("prod", "shop")) is None  # this body has none
+    cache.put_topology({**body, "metadata": {**body["metadata"], "generation": 3}})
+    assert cache.topologies.generation(("prod", "shop")) == 3
+    cache.drop_topology(body)
+    assert cache.topologies.generation(("prod", "shop")) is None
 
 
-def test_which_topologies_need_cluster_facts_is_known_without_decoding() -> None:
+def test_which_topologies_need_cluster_facts_follows_their_edits() -> None:
     cache = Cache()
     plain, discovering = topology("t-1"), topology("t-2")
     discovering["metadata"]["name"] = "dns"

@@ -101,14 +101,15 @@ def needs_facts(body: Mapping[str, Any]) -> bool:
 
 class Bodies(Mapping[Key, dict[str, Any]]):
     """The newest body of every AppTopology, packed; each read decodes a fresh copy (so a reconcile on
-    another thread owns what it reads), and which ones need cluster facts, known without decoding."""
+    another thread owns what it reads). Known without decoding: each one's generation (an event tells an
+    edit from a status echo by it) and which ones need cluster facts."""
 
     def __init__(self) -> None:
-        self._packed: dict[Key, bytes] = {}
+        self._packed: dict[Key, tuple[object, bytes]] = {}  # key -> (metadata.generation, packed body)
         self.needing_facts: set[Key] = set()
 
     def put(self, key: Key, body: Mapping[str, Any]) -> None:
-        self._packed[key] = pack(cached_body(body))
+        self._packed[key] = ((body.get("metadata") or {}).get("generation"), pack(cached_body(body)))
         if needs_facts(body):
             self.needing_facts.add(key)
         else:
@@ -118,8 +119,13 @@ class Bodies(Mapping[Key, dict[str, Any]]):
         self._packed.pop(key, None)
         self.needing_facts.discard(key)
 
+    def generation(self, key: Key) -> object:
+        """The metadata.generation of the body kept for ``key``; None when none is kept."""
+        entry = self._packed.get(key)
+        return entry[0] if entry is not None else None
+
     def __getitem__(self, key: Key) -> dict[str, Any]:
-        body: dict[str, Any] = unpack(self._packed[key])
+        body: dict[str, Any] = unpack(self._packed[key][1])
         return body
 
     def __contains__(self, key: object) -> bool:

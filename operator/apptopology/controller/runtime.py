@@ -24,7 +24,7 @@ from ..api.guardrail import parse_guardrail
 from ..api.validation import InvalidTopology, parse_spec
 from ..facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
-from .cache import Cache, Key, View, needs_facts
+from .cache import Cache, Key, View
 from .leader import LeaderElector
 from .queue import WorkQueue
 from .reconciler import ApiError, Outcome, Reconciler
@@ -130,15 +130,21 @@ class Controller:
     def topology_event(self, event: Mapping[str, Any]) -> None:
         body = event["object"]
         meta = body["metadata"]
-        known = self.cache.topologies.get((str(meta["namespace"]), str(meta["name"])))
-        key = self.cache.drop_topology(body) if event.get("type") == "DELETED" else self.cache.put_topology(body)
-        if event.get("type") != "DELETED" and needs_facts(body) and not self.reconciler.facts.in_cluster:
+        bodies = self.cache.topologies
+        key = (str(meta["namespace"]), str(meta["name"]))
+        known = key in bodies
+        # An edit of a topology we know goes ahead of new ones (it may close a flow), not the echo of our
+        # own status patch (same generation).
+        edited = known and bodies.generation(key) != meta.get("generation")
+        deleted = event.get("type") == "DELETED"
+        if deleted:
+            self.cache.drop_topology(body)
+        else:
+            self.cache.put_topology(body)
+        if not deleted and key in bodies.needing_facts and not self.reconciler.facts.in_cluster:
             # The first topology that needs cluster facts: read them now rather than at the next interval.
             self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
-        # An edit of a topology we know goes ahead of new ones (it may close a flow); DELETED too: the
-        # reconcile forgets it.
-        edited = known is not None and known["metadata"].get("generation") != meta.get("generation")
-        self._add(key, urgent=edited and event.get("type") != "DELETED")
+        self._add(key, urgent=edited and not deleted)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
         if event.get("type") == "DELETED":
