@@ -52,7 +52,7 @@ from apptopology.analysis import merge_inventories, subject  # noqa: E402
 from apptopology.api.validation import parse_topology  # noqa: E402
 from apptopology.evaluator import Evaluator, inventory_from_manifests, parse_policies  # noqa: E402
 from apptopology.intent import synthesize  # noqa: E402
-from apptopology.render import render  # noqa: E402
+from apptopology.render.renderer import render  # noqa: E402
 
 T = TypeVar("T")
 Manifest = dict[str, Any]

@@ -45,7 +45,7 @@ from harness import RUN_SH, ControlPlane, Operator, controlplane_or_skip  # noqa
 from kubernetes import client  # noqa: E402
 
 from apptopology.api.validation import parse_topology  # noqa: E402
-from apptopology.render import render  # noqa: E402
+from apptopology.render.renderer import render  # noqa: E402
 
 NAMESPACES = 100
 THREADS = 8

@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from apptopology.facts import APIEndpoint, ClusterFacts, DNSService, FactPort
+from apptopology.render.facts import APIEndpoint, ClusterFacts, DNSService, FactPort
 
 LABELS = st.sampled_from([{}, {"app": "a"}, {"app": "b"}, {"tier": "x"}, {"app": "a", "tier": "x"}])
 EXPRESSIONS = st.sampled_from(

@@ -26,9 +26,9 @@ from .evaluator import (
     parse_policies,
 )
 from .evaluator import NetworkPolicy as ParsedPolicy
-from .facts import OFFLINE, ClusterFacts
 from .intent import Intent, satisfying_labels, synthesize
-from .render import render
+from .render.facts import OFFLINE, ClusterFacts
+from .render.renderer import render
 
 
 class AnalysisError(ValueError):

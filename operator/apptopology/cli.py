@@ -38,8 +38,8 @@ from .documents import (
     load_topology_documents,
 )
 from .evaluator import DirectionVerdict, Inventory, PortSet, Verdict, inventory_from_manifests
-from .facts import OFFLINE, ClusterFacts, cluster_facts, wanted_objects
-from .render import render, render_all, render_notes
+from .render.facts import OFFLINE, ClusterFacts, cluster_facts, wanted_objects
+from .render.renderer import render, render_all, render_notes
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -106,8 +106,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise AnalysisError("--namespace-labels goes with --guardrail")
     notes = {}
     if args.guardrail:
-        from . import guardrails as gr
         from .api.guardrail import parse_labels
+        from .render import guardrails as gr
 
         rails = load_guardrails(args.guardrail)
         try:

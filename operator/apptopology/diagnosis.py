@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .api.spec import AppTopology, Endpoint, LabelSelector, describe_selector
+from .api.spec import AppTopology, Endpoint, LabelSelector, describe_selector, selector_matches
 from .evaluator import Evaluator, Inventory, Namespace, Pod
-from .intent import selector_matches
 
 MAX_EXAMPLES = 5
 

@@ -18,10 +18,10 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .api.spec import AppTopology, Flow, LabelSelector, Port
+from .api.spec import AppTopology, Flow, LabelSelector, Port, selector_matches
 from .api.spec import Endpoint as FlowEndpoint
 from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
-from .facts import OFFLINE, ClusterFacts, DNSService
+from .render.facts import OFFLINE, ClusterFacts, DNSService
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared
@@ -30,26 +30,6 @@ WORLD_V6 = "2001:db8::10"
 # not imported, so that this reading stays independent of the model's constants.
 METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
 FIRST_NAMED_PORT = 20000
-
-
-def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
-    """Standard label selector semantics; None (absent) matches nothing, {} matches everything."""
-    if selector is None:
-        return False
-    for key, value in (selector.match_labels or {}).items():
-        if labels.get(key) != value:
-            return False
-    for req in selector.match_expressions or []:
-        present = req.key in labels
-        if req.operator == "In" and not (present and labels[req.key] in (req.values or [])):
-            return False
-        if req.operator == "NotIn" and present and labels[req.key] in (req.values or []):
-            return False
-        if req.operator == "Exists" and not present:
-            return False
-        if req.operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def satisfying_labels(selector: LabelSelector | None) -> dict[str, str] | None:

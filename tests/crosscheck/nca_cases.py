@@ -17,7 +17,7 @@ from typing import Any
 from apptopology.api.validation import parse_topology
 from apptopology.evaluator import ContainerPort, External, Inventory, Namespace, Pod
 from apptopology.intent import synthesize
-from apptopology.render import render
+from apptopology.render.renderer import render
 from shared import example_documents
 
 Manifest = dict[str, Any]

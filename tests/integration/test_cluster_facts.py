@@ -16,7 +16,7 @@ import yaml
 from harness import ROOT, ControlPlane
 from kubernetes import client
 
-from apptopology.facts import kube_api_facts
+from apptopology.render.facts import kube_api_facts
 
 EXAMPLE = ROOT / "examples" / "cluster-services.yaml"
 

@@ -18,7 +18,7 @@ from harness import Cluster, ControlPlane, Operator, load_example, wait_for
 from kubernetes import client
 from test_operator import assert_policies_match, rendered, wait_ready
 
-from apptopology.compare import stored_spec
+from apptopology.planner.compare import stored_spec
 
 pytestmark = pytest.mark.integration
 

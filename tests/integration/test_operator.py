@@ -28,7 +28,7 @@ from harness import (
 )
 from kubernetes import client
 
-from apptopology.compare import stored_spec
+from apptopology.planner.compare import stored_spec
 
 pytestmark = pytest.mark.integration
 

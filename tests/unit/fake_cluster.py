@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apptopology.compare import stored_spec
 from apptopology.controller.cache import Cache, View
 from apptopology.controller.reconciler import ApiError
+from apptopology.planner.compare import stored_spec
 
 Rule = Callable[[str, str, bool], ApiError | None]  # (verb, policy name, dry run) -> error to raise
 

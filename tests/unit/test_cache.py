@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apptopology.compare import managed_digest
 from apptopology.controller.cache import Cache, Expectations
+from apptopology.planner.compare import managed_digest
 
 
 def policy(name: str, owner: str | None, ns: str = "prod", spec: dict[str, Any] | None = None) -> dict[str, Any]:

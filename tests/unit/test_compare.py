@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.compare import in_sync, managed_digest, stored_spec
 from apptopology.evaluator import Evaluator
 from apptopology.intent import synthesize
-from apptopology.plan import desired_policies
+from apptopology.planner.compare import in_sync, managed_digest, stored_spec
+from apptopology.planner.plan import desired_policies
 from strategies import topologies
 
 Policy = dict[str, Any]

@@ -22,7 +22,7 @@ from apptopology.api.validation import InvalidTopology, parse_topology
 from apptopology.cli import dump_yaml, main
 from apptopology.documents import load_documents, load_topologies
 from apptopology.evaluator import Evaluator, External, Inventory, Namespace, Pod
-from apptopology.facts import (
+from apptopology.render.facts import (
     OFFLINE,
     APIEndpoint,
     ClusterFacts,
@@ -34,7 +34,7 @@ from apptopology.facts import (
     node_local_dns_facts,
     wanted_objects,
 )
-from apptopology.render import render, render_notes, resolve_dns
+from apptopology.render.renderer import render, render_notes, resolve_dns
 from shared import ROOT
 from strategies import cluster_facts_strategy, topologies
 

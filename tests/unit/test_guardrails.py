@@ -19,7 +19,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apptopology import guardrails as gr
 from apptopology.api import admission, crdgen
 from apptopology.api.guardrail import (
     DEFAULT_INTERNAL_CIDRS,
@@ -47,9 +46,10 @@ from apptopology.api.spec import (
 from apptopology.api.validation import InvalidTopology, parse_topology
 from apptopology.cli import main
 from apptopology.evaluator import Evaluator, External, Inventory, Namespace, Pod
-from apptopology.facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts
 from apptopology.intent import Intent, synthesize
-from apptopology.render import render
+from apptopology.render import guardrails as gr
+from apptopology.render.facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts
+from apptopology.render.renderer import render
 from guardrail_strategies import guardrail_documents
 from shared import ROOT, guardrail_cases
 from shared import guardrail_documents as case_guardrail_documents
@@ -281,7 +281,7 @@ KNOWN_FIELDS = {
 @pytest.mark.parametrize("model", list(KNOWN_FIELDS), ids=lambda m: m.__name__)
 def test_the_check_knows_every_field_that_can_open_traffic(model: type) -> None:
     assert set(model.model_fields) == KNOWN_FIELDS[model], (  # type: ignore[attr-defined]
-        f"{model.__name__} changed: teach apptopology.guardrails and apptopology.api.admission the new fields"
+        f"{model.__name__} changed: teach apptopology.render.guardrails and apptopology.api.admission the new fields"
     )
 
 

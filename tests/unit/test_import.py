@@ -23,7 +23,7 @@ from apptopology.cli import main
 from apptopology.documents import load_documents
 from apptopology.evaluator import Evaluator, Inventory
 from apptopology.intent import synthesize
-from apptopology.render import render
+from apptopology.render.renderer import render
 from strategies import topologies
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from apptopology.analysis import namespace_interactions
 from apptopology.api.validation import parse_topology
 from apptopology.cli import main
 from apptopology.documents import load_topologies
-from apptopology.render import render_all
+from apptopology.render.renderer import render_all
 from shared import ROOT
 
 EXAMPLES = ROOT / "examples"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apptopology.compare import stored_spec
-from apptopology.plan import Owner, candidate_owners, desired_policies, owned_by, plan, restore
-from apptopology.transition import Phase
+from apptopology.planner.compare import stored_spec
+from apptopology.planner.plan import Owner, candidate_owners, desired_policies, owned_by, plan, restore
+from apptopology.planner.transition import Phase
 
 UID = "1111-2222"
 

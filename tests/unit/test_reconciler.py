@@ -9,7 +9,7 @@ import pytest
 from fake_cluster import FakeCluster
 
 from apptopology.controller.reconciler import ApiError, Reconciler
-from apptopology.transition import within
+from apptopology.planner.transition import within
 
 NS = "prod"
 

@@ -19,7 +19,7 @@ import yaml
 from apptopology.api.validation import parse_topology
 from apptopology.cli import dump_yaml
 from apptopology.documents import load_topologies
-from apptopology.render import MANAGED_BY_LABEL, TOPOLOGY_LABEL, render
+from apptopology.render.renderer import MANAGED_BY_LABEL, TOPOLOGY_LABEL, render
 from shared import EXAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"

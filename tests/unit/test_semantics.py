@@ -20,7 +20,7 @@ from apptopology.api.validation import InvalidTopology, model_issues, parse_topo
 from apptopology.documents import load_documents, load_topologies
 from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet
 from apptopology.intent import Intent, synthesize
-from apptopology.render import render
+from apptopology.render.renderer import render
 from shared import ROOT, example_documents
 from strategies import topologies
 

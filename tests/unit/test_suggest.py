@@ -20,7 +20,7 @@ from apptopology.api.validation import parse_topology
 from apptopology.cli import main
 from apptopology.evaluator import Evaluator, External, Pod
 from apptopology.intent import synthesize
-from apptopology.render import render
+from apptopology.render.renderer import render
 
 ROOT = Path(__file__).resolve().parents[2]
 HUBBLE = ROOT / "tests" / "cases" / "hubble-flows.jsonl"

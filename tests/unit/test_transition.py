@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from apptopology.analysis import merge_inventories
 from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.compare import stored_spec
 from apptopology.evaluator import Evaluator, Inventory, PortSet
 from apptopology.intent import synthesize
-from apptopology.render import render
-from apptopology.transition import Move, Phase, check, states, transition
+from apptopology.planner.compare import stored_spec
+from apptopology.planner.transition import Move, Phase, check, states, transition
+from apptopology.render.renderer import render
 from strategies import topologies
 
 NS = "home"

@@ -19,7 +19,7 @@ from typing import Any
 from ..api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS, AppTopology
 from ..api.validation import InvalidTopology, parse_topology
 from ..evaluator import NAME_LABEL, Evaluator, External, Inventory, Namespace, Pod
-from ..render import render
+from ..render.renderer import render
 from .flows import Observation, Peer, valid_address
 from .naming import NOISE_KEYS, base_name, canon, unique_names
 

@@ -1,6 +1,6 @@
 """The ValidatingAdmissionPolicy that enforces TopologyGuardrails at admission, generated from Python.
 
-The rules are those of :mod:`apptopology.guardrails`, written in CEL with the same constants and the same
+The rules are those of :mod:`apptopology.render.guardrails`, written in CEL with the same constants and the same
 words: each violation is the string ``PATH: TEXT (RULE)`` that :attr:`Violation.admission_text` gives for
 it, so a refusal quotes what ``apptopology validate --guardrail`` prints (the integration suite compares
 them on the real API server).
@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from ..facts import DEFAULT_DNS_SERVICES
+from ..render.facts import DEFAULT_DNS_SERVICES
 from .crdgen import _Dumper
 from .guardrail import DEFAULT_INTERNAL_CIDRS, GUARDRAIL_KIND, MAX_LISTED, MAX_NAMES_LISTED, NAME_LABEL
 from .spec import API_GROUP, API_VERSION, CLOUD_METADATA, MAX_FLOWS, PLURAL
@@ -58,12 +58,12 @@ _DIR = "(has(f.from.tier) ? 'Egress' : 'Ingress')"
 _DIR_WORD = "(has(f.from.tier) ? 'egress' : 'ingress')"
 
 
-# The endpoint fields the rules understand (apptopology.guardrails._ENDPOINT_FIELDS). An endpoint with another
+# The endpoint fields the rules understand (apptopology.render.guardrails._ENDPOINT_FIELDS). An endpoint with another
 # key (a kind the API gains later, before these rules learn it) is refused by every endpoint rule: the
 # object the policy sees is plain data, so its keys can be listed even where the schema does not know them.
 _KNOWN_ENDPOINT_KEYS = "['tier', 'ipBlock', 'anywhere', 'cloudMetadata', 'kubeAPI', 'namespaceSelector', 'podSelector']"
 _CANNOT_JUDGE = "an endpoint kind the guardrail cannot judge"
-# apptopology.guardrails.ANYWHERE_EGRESS: anywhere as a destination leaves out the cloud metadata service.
+# apptopology.render.guardrails.ANYWHERE_EGRESS: anywhere as a destination leaves out the cloud metadata service.
 _ANYWHERE_EGRESS = "anywhere (every address but the cloud metadata service)"
 
 
@@ -81,7 +81,7 @@ def _cel_list(items: Sequence[str]) -> str:
 
 def _pinned_ok(sel: str) -> str:
     """CEL: namespaceSelector ``sel`` pins kubernetes.io/metadata.name (matchLabels or an In expression), and
-    every name it pins is allowed (:func:`apptopology.guardrails.pinned_names`). Allowed names are looked up
+    every name it pins is allowed (:func:`apptopology.render.guardrails.pinned_names`). Allowed names are looked up
     in a map (constant cost) rather than a list (cost of its size)."""
 
     def ok(name: str) -> str:

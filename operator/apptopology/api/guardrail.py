@@ -6,7 +6,7 @@ allow anything a topology does not declare. Each rule is optional; a guardrail w
 namespaceSelector refuses nothing.
 
 The CRD is generated from these models (:mod:`apptopology.api.crdgen`), the admission policy's CEL from the
-same constants (:mod:`apptopology.api.admission`), and :mod:`apptopology.guardrails` checks topologies
+same constants (:mod:`apptopology.api.admission`), and :mod:`apptopology.render.guardrails` checks topologies
 against them offline and in the operator. Pure: no kopf, no kubernetes.
 """
 

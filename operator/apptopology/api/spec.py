@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import reprlib
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -981,3 +982,23 @@ class AppTopology(_Strict):
     metadata: ObjectMeta
     spec: AppTopologySpec
     status: dict[str, Any] | None = None
+
+
+def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """Standard label selector semantics; None (absent) matches nothing, {} matches everything."""
+    if selector is None:
+        return False
+    for key, value in (selector.match_labels or {}).items():
+        if labels.get(key) != value:
+            return False
+    for req in selector.match_expressions or []:
+        present = req.key in labels
+        if req.operator == "In" and not (present and labels[req.key] in (req.values or [])):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in (req.values or []):
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True

@@ -264,7 +264,7 @@ def rendered_issues(topology: AppTopology) -> list[Issue]:
     policy whose annotations exceed 256 KiB in total. CEL cannot add that up within its cost budget, so this
     check runs here, before anything is written.
     """
-    from ..render import render  # the renderer imports this package
+    from ..render.renderer import render  # the renderer imports this package
 
     issues = []
     for policy in render(topology):

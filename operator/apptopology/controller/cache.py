@@ -4,7 +4,7 @@ Kopf delivers anyway.
 What is kept is what a reconcile needs to decide "nothing to do" without a request: the newest body of
 every AppTopology (packed: compressed JSON), the names of every NetworkPolicy (for name conflicts), and
 for every NetworkPolicy a topology owns, 16 bytes of digest of what the operator manages on it
-(:func:`apptopology.compare.managed_digest`). Writes never trust the cache: when anything differs, the
+(:func:`apptopology.planner.compare.managed_digest`). Writes never trust the cache: when anything differs, the
 reconcile reads the topology's policies from the API server and plans from that answer.
 
 (Not Kopf indexes: Kopf holds every handler until each indexed object's worker has run once, and the
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.spec import API_GROUP, KIND
-from ..compare import managed_digest
 from ..evaluator import Namespace, Pod, inventory_from_manifests
-from ..plan import candidate_owners
+from ..planner.compare import managed_digest
+from ..planner.plan import candidate_owners
 
 Key = tuple[str, str]  # (namespace, name) of an AppTopology
 

@@ -20,8 +20,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
-from ..facts import SERVICE_NAME_LABEL, ClusterFacts, WantedObjects, cluster_facts
-from ..plan import FIELD_MANAGER
+from ..planner.plan import FIELD_MANAGER
+from ..render.facts import SERVICE_NAME_LABEL, ClusterFacts, WantedObjects, cluster_facts
 from . import metrics
 from .reconciler import ApiError
 
@@ -308,7 +308,7 @@ def cluster_network_policies(namespaces: list[str] | None = None) -> list[dict[s
 def cluster_facts_manifests(
     wanted: WantedObjects, api_client: client.ApiClient | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The objects :func:`apptopology.facts.cluster_facts` reads, as manifests (kind set), and why any could
+    """The objects :func:`apptopology.render.facts.cluster_facts` reads, as manifests (kind set), and why any could
     not be read.
 
     One GET per Service and one LIST per namespace for its EndpointSlices and for the NodeLocal DNSCache

@@ -4,7 +4,7 @@ All or nothing per revision. Every final write of a plan is first sent as a serv
 (``dryRun=All``), so the API server's validation, admission and quota speak before anything changes; a
 refusal writes nothing. If a real write still fails half way, the owned policies read at the start are
 put back (in the same safe order) and Ready=False/ApplyFailed says what was refused. Whatever happens, the
-write order of :mod:`apptopology.transition` means the namespace never allows more than the old or the new
+write order of :mod:`apptopology.planner.transition` means the namespace never allows more than the old or the new
 revision, even if the process dies between two writes.
 
 Fresh state: a reconcile always reads the topology itself (never an event's copy, which may be older),
@@ -27,17 +27,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .. import guardrails
 from ..analysis import namespace_interactions
 from ..api.guardrail import TopologyGuardrail
 from ..api.spec import AppTopology
 from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
 from ..api.validation import InvalidTopology, parse_spec
 from ..diagnosis import Denied, denied_connections, diagnose
-from ..facts import OFFLINE, ClusterFacts
 from ..intent import synthesize
-from ..plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
-from ..render import TOPOLOGY_LABEL, resolve_dns
+from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
+from ..render import guardrails
+from ..render.facts import OFFLINE, ClusterFacts
+from ..render.renderer import TOPOLOGY_LABEL, resolve_dns
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..api.guardrail import parse_guardrail
 from ..api.validation import InvalidTopology, parse_spec
-from ..facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
+from ..render.facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
 from .cache import Cache, Key, View
 from .leader import LeaderElector

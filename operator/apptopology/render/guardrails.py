@@ -14,7 +14,7 @@ Two entry points:
   only removes allowed connections, never adds one: the safe direction for a topology admitted before a
   guardrail changed.
 
-Both take the cluster facts (:mod:`apptopology.facts`): with them the operator also judges what only the
+Both take the cluster facts (:mod:`apptopology.render.facts`): with them the operator also judges what only the
 cluster knows (the NodeLocal DNSCache addresses dns.discover finds); without them (the CLI, admission) the
 spec is judged as written, and the three agree exactly.
 """
@@ -27,11 +27,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .api.guardrail import MAX_NAMES_LISTED, NAME_LABEL, ForbiddenCIDR, TopologyGuardrail, contains, ipblock_overlap
-from .api.spec import CLOUD_METADATA, AppTopology, DefaultDeny, Direction, Endpoint, LabelSelector, Tier, TierIsolation
-from .api.validation import Issue, isolated_peer_issues
+from ..api.guardrail import MAX_NAMES_LISTED, NAME_LABEL, ForbiddenCIDR, TopologyGuardrail, contains, ipblock_overlap
+from ..api.spec import (
+    CLOUD_METADATA,
+    AppTopology,
+    DefaultDeny,
+    Direction,
+    Endpoint,
+    LabelSelector,
+    Tier,
+    TierIsolation,
+    selector_matches,
+)
+from ..api.validation import Issue, isolated_peer_issues
 from .facts import DEFAULT_DNS_SERVICES, NODE_LOCAL_DNS_DEFAULT, OFFLINE, ClusterFacts
-from .intent import selector_matches
 
 Rule = Literal[
     "maxTiers", "maxFlows", "requiredDefaultDeny", "peerNamespaces", "forbiddenCIDRs", "internetIngress", "kubeAPI"
@@ -157,7 +166,7 @@ def check(
 
 def discovered_node_local(topology: AppTopology, facts: ClusterFacts) -> tuple[str, ...]:
     """The NodeLocal DNSCache addresses the renderer takes from ``facts`` (dns.discover without
-    dns.nodeLocal), as :func:`apptopology.render.resolve_dns` does."""
+    dns.nodeLocal), as :func:`apptopology.render.renderer.resolve_dns` does."""
     dns = topology.spec.dns
     if not dns.enabled or not dns.discover or dns.node_local is not None or not facts.node_local_dns:
         return ()

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.spec import AppTopology, check_label_key, check_label_value, check_port_name
+from ..api.spec import AppTopology, check_label_key, check_label_value, check_port_name
 
 # Tried in this order when dns.discover is set without dns.service.
 DEFAULT_DNS_SERVICES: tuple[tuple[str, str], ...] = (("kube-system", "kube-dns"), ("openshift-dns", "dns-default"))

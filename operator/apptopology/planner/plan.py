@@ -8,9 +8,9 @@ decision that matters for security is unit-testable here:
   Labels only help find candidates; a policy carrying our labels but not our reference is someone else's.
 - **All or nothing.** An invalid spec, or a desired name held by someone else, plans no write at all: the
   policies of the last good revision stay whole (fail closed).
-- **Safe order.** The writes come from :func:`apptopology.transition.transition`: at every moment the
+- **Safe order.** The writes come from :func:`apptopology.planner.transition.transition`: at every moment the
   namespace allows a subset of the old revision, then of the new one; stale policies go last.
-- **Minimal.** Policies the API server would store identically (:mod:`apptopology.compare`) are not
+- **Minimal.** Policies the API server would store identically (:mod:`apptopology.planner.compare`) are not
   written; a plan with nothing to change has no writes.
 """
 
@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.spec import API_GROUP, API_VERSION, KIND, AppTopology
-from .api.validation import InvalidTopology, parse_spec
+from ..api.spec import API_GROUP, API_VERSION, KIND, AppTopology
+from ..api.validation import InvalidTopology, parse_spec
+from ..render.facts import OFFLINE, ClusterFacts
+from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
 from .compare import in_sync, stored_spec
-from .facts import OFFLINE, ClusterFacts
-from .render import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
 from .transition import Phase, transition
 
 FIELD_MANAGER = "apptopology-operator"
@@ -139,7 +139,7 @@ def _own_rule_lists(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-# Narrows a parsed topology to what the platform allows (apptopology.guardrails.enforce, bound to the
+# Narrows a parsed topology to what the platform allows (apptopology.render.guardrails.enforce, bound to the
 # namespace's guardrails): the topology and facts to render, and what was left out and why.
 Guard = Callable[[AppTopology, ClusterFacts], tuple[AppTopology, ClusterFacts, list[str]]]
 

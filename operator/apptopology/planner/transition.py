@@ -28,7 +28,7 @@ same holds with any other policies of the namespace added to both. :func:`check`
 intermediate state of a sequence that way; the planner falls back to the always-valid full sequence if
 its shortcut ever fails that check.
 
-Pure: specs are plain dicts in stored form (:func:`apptopology.compare.stored_spec`).
+Pure: specs are plain dicts in stored form (:func:`apptopology.planner.compare.stored_spec`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .render import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, TOPOLOGY_LABEL
+from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, TOPOLOGY_LABEL
 
 # Per NetworkPolicy v1 type: which fields are lists/maps with omitempty (dropped when empty), and which
 # fields hold nested typed objects (normalised recursively).
