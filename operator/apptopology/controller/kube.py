@@ -133,26 +133,47 @@ class Kube:
 
     @_translated
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        """Write a policy of ours; never adopt one that is not.
+
+        ``uid`` set: a forced server-side apply of that object only (the UID in the body is a precondition:
+        409 if the name now holds another object). ``uid`` None: the plan believes the name free, so it is a
+        create, which fails with 409 AlreadyExists whatever holds the name: an apply would merge into it,
+        take it over with our ownerReference, and a later release would delete it.
+        """
         doc = json.loads(json.dumps(body))
-        if uid:
-            doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
+        name, namespace = doc["metadata"]["name"], doc["metadata"]["namespace"]
+        dry = "All" if dry_run else None
+        if uid is None:
+            metrics.API_WRITES.labels("create", str(dry_run).lower()).inc()
+            response = self.net.create_namespaced_network_policy(
+                namespace, doc, field_manager=FIELD_MANAGER, dry_run=dry, _preload_content=False
+            )
+            return dict(_json(response))
+        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
         response = self.net.patch_namespaced_network_policy(
-            doc["metadata"]["name"],
-            doc["metadata"]["namespace"],
+            name,
+            namespace,
             doc,
             field_manager=FIELD_MANAGER,
-            force=uid is not None,
+            force=True,
             _content_type="application/apply-patch+yaml",
-            dry_run="All" if dry_run else None,
+            dry_run=dry,
             _preload_content=False,
         )
         return dict(_json(response))
 
     @_translated
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only (409 if the name now holds another); gone already is no error.
+
+        The dry-run flag goes in the DeleteOptions body: when a DELETE carries a body, the API server reads
+        its options from the body alone and ignores ``?dryRun=All`` in the query, so a query-only dry run
+        with a body is a real delete."""
         metrics.API_WRITES.labels("delete", str(dry_run).lower()).inc()
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid), dry_run=["All"] if dry_run else None
+        )
         try:
             response = self.net.delete_namespaced_network_policy(
                 name, namespace, body=options, dry_run="All" if dry_run else None, _preload_content=False

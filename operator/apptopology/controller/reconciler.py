@@ -73,16 +73,64 @@ class Cluster(Protocol):
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply; ``uid`` set: update of that object only (forced), None: create (not forced)."""
+        """``uid`` set: forced server-side apply of that object only (409 if the name holds another);
+        None: create, which fails (409 AlreadyExists) if anything holds the name: never adopt."""
         ...
 
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
-        """Delete (with a UID precondition when given); an object already gone is not an error."""
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only; an object already gone is not an error."""
         ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class Fenced(Exception):
+    """This replica may not write: it no longer holds the leader lease (or cannot prove it does)."""
+
+
+class FencedCluster:
+    """A :class:`Cluster` whose every write first asks ``may_write`` (the leader elector's fence).
+
+    A replica that lost its lease (paused, partitioned, starved) must not finish a plan the new leader is
+    also carrying out: the two would interleave writes for the same names. Reads pass; a write raises
+    :class:`Fenced`, which ends the reconcile at once (no restore, no status): the write order leaves
+    every prefix of a plan within the old or the new revision, and the new leader plans from live state.
+    """
+
+    def __init__(self, cluster: Cluster, may_write: Callable[[], bool]):
+        self.cluster, self.may_write = cluster, may_write
+
+    def _fence(self) -> None:
+        if not self.may_write():
+            metrics.FENCED_WRITES.inc()
+            raise Fenced("not the leader: the write is not sent")
+
+    def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_topology(namespace, name)
+
+    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.cluster.list_policies(namespace, label_selector)
+
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_policy(namespace, name)
+
+    def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
+        self._fence()
+        return self.cluster.apply_policy(body, uid, dry_run)
+
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        self._fence()
+        self.cluster.delete_policy(namespace, name, uid, dry_run)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+        self._fence()
+        self.cluster.patch_status(namespace, name, status, resource_version)
+
+    def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self._fence()
+        self.cluster.event(topology, type_, reason, message)
 
 
 @dataclass(frozen=True)
@@ -154,8 +202,10 @@ class Reconciler:
         recheck_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         expectations: Expectations | None = None,
+        may_write: Callable[[], bool] | None = None,
     ):
-        self.cluster = cluster
+        # With leader election, every write is fenced by the lease (see FencedCluster).
+        self.cluster: Cluster = cluster if may_write is None else FencedCluster(cluster, may_write)
         self.now = now
         self.recheck_after = recheck_after
         self.clock = clock
@@ -184,6 +234,9 @@ class Reconciler:
         self._local.view = view
         try:
             outcome = self._reconcile(namespace, name, view)
+        except Fenced:
+            log.info("%s/%s: abandoned: this replica no longer leads", namespace, name)
+            outcome = Outcome(summary="fenced")  # the leader has it now; we enqueue everything when we lead again
         except ApiError as exc:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
@@ -454,7 +507,9 @@ class Reconciler:
 
     def _one(self, namespace: str, write: Write, uids: dict[str, str], dry_run: bool) -> None:
         if write.body is None:
-            self.cluster.delete_policy(namespace, write.name, uids.get(write.name), dry_run=dry_run)
+            # Only what this topology owns (read at the start) or created in this attempt is ever deleted,
+            # so the UID is known; the precondition makes the delete miss anything else under the name.
+            self.cluster.delete_policy(namespace, write.name, uids[write.name], dry_run=dry_run)
             if not dry_run:
                 uids.pop(write.name, None)
             return
