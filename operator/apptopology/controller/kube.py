@@ -151,16 +151,23 @@ class Kube:
             return dict(_json(response))
         metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
         doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
-        response = self.net.patch_namespaced_network_policy(
-            name,
-            namespace,
-            doc,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-            dry_run=dry,
-            _preload_content=False,
-        )
+        try:
+            response = self.net.patch_namespaced_network_policy(
+                name,
+                namespace,
+                doc,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                dry_run=dry,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 422 and "metadata.uid" in _message(exc):
+                # The server answers a UID that differs with "field is immutable" (422): the name holds another
+                # object now. That is a conflict to plan again from live state, not an invalid policy.
+                raise ApiError(409, "Conflict", f"{name} is no longer the object {uid}: {_message(exc)}") from exc
+            raise
         return dict(_json(response))
 
     @_translated
