@@ -133,6 +133,10 @@ def test_transient_failure_half_way_restores_then_retries(cluster: FakeCluster, 
     outcome = reconciler.reconcile(NS, "shop")
     assert outcome.retry
     assert specs(cluster) == before and ready(cluster)["reason"] == "ApplyFailed"
+    outcome = reconciler.reconcile(NS, "shop")  # at once (the echo of the restore): the same state waits
+    assert outcome.summary == "refused" and outcome.requeue_after is not None and outcome.requeue_after <= 5
+    now = reconciler.clock()
+    reconciler.clock = lambda: now + 5.5  # the transient cool-down has passed
     outcome = reconciler.reconcile(NS, "shop")
     assert not outcome.retry and ready(cluster)["status"] == "True"
     assert "shop.tier-db" in specs(cluster)
@@ -271,11 +275,11 @@ def test_a_failed_attempt_is_not_repeated_for_the_same_state(cluster: FakeCluste
         outcome = reconciler.reconcile(NS, "shop")
     assert outcome.requeue_after is not None and 0 < outcome.requeue_after <= 60
     attempts = [n for v, n in cluster.writes() if v == "apply" and n == "shop.tier-cache"]
-    assert len(attempts) <= 1  # at most one more attempt (the status write moved the resourceVersion)
+    assert attempts == []  # not even once more: our status write moved the resourceVersion, nothing else
     cluster.calls.clear()
     reconciler.reconcile(NS, "shop")
     assert cluster.writes() == []
-    # Touching the topology (a new resourceVersion) is a user's way to try again now.
+    # Touching the topology (kubectl annotate: a new resourceVersion) is a user's way to try again now.
     cluster.topologies[(NS, "shop")]["metadata"]["resourceVersion"] = "touched"
     reconciler.reconcile(NS, "shop")
     assert any(v == "apply" for v, _ in cluster.writes())

@@ -81,7 +81,9 @@ class Cluster(Protocol):
         """Delete the object with ``uid`` only; an object already gone is not an error."""
         ...
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
+        """Merge-patch the status over ``resource_version`` (a precondition); the new resourceVersion."""
+        ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -124,9 +126,9 @@ class FencedCluster:
         self._fence()
         self.cluster.delete_policy(namespace, name, uid, dry_run)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         self._fence()
-        self.cluster.patch_status(namespace, name, status, resource_version)
+        return self.cluster.patch_status(namespace, name, status, resource_version)
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._fence()
@@ -178,12 +180,23 @@ class _Rendered:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Refused:
-    """An attempt that failed half way: the same state is not tried again before ``until``."""
+    """An attempt that failed half way: the same state is not tried again before ``until``.
 
-    fingerprint: str
+    The same state: the owned policies as they were (``owned``), and the topology as the user left it, at
+    the resourceVersion the attempt read or the one our own status report of the failure gave it
+    (``versions``): the report is not a user's change, but it moved the resourceVersion, which let the
+    same doomed attempt run once more."""
+
+    versions: set[str]
+    owned: str
     until: float
+
+    def holds(self, body: Mapping[str, Any], owned: str, now: float) -> bool:
+        return (
+            str(body["metadata"].get("resourceVersion")) in self.versions and owned == self.owned and now < self.until
+        )
 
 
 class Reconciler:
@@ -292,9 +305,9 @@ class Reconciler:
             return self._dry_run_mode(body, result)
         self._dry_ok.pop(key, None)
         if result.writes:
-            fingerprint = _fingerprint(body, result)
+            owned = _owned_digest(result)
             earlier = self._refused.get(key)
-            if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
+            if earlier is not None and earlier.holds(body, owned, self.clock()):
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
             # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
@@ -311,7 +324,8 @@ class Reconciler:
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
                 pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
-                self._refused[key] = _Refused(fingerprint, self.clock() + pause)
+                version = str(body["metadata"].get("resourceVersion"))
+                self._refused[key] = _Refused({version}, owned, self.clock() + pause)
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             if _observed(body):
@@ -682,7 +696,11 @@ class Reconciler:
                 status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
             )
         if status_changed(body.get("status"), status):
-            self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
+            version = str(meta.get("resourceVersion", ""))
+            written = self.cluster.patch_status(meta["namespace"], meta["name"], status, version)
+            refused = self._refused.get((meta["namespace"], meta["name"]))
+            if refused is not None and version in refused.versions:
+                refused.versions.add(written)  # our own report: still the state that failed
             if reason is not Reason.RECONCILED:
                 self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
@@ -708,10 +726,9 @@ def _observed(body: Mapping[str, Any]) -> bool:
     return bool(ready and ready.get("status") == "True" and status.get("observedGeneration") == generation)
 
 
-def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
-    """What an attempt depends on: the topology's revision (resourceVersion: a user can retry by touching
-    it) and the owned policies as they are now."""
-    state = [body["metadata"].get("resourceVersion"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
+def _owned_digest(result: Plan) -> str:
+    """The owned policies an attempt started from (a failed one is not repeated from the same)."""
+    state = sorted((n, p.get("spec")) for n, p in result.owned.items())
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
