@@ -33,7 +33,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..analysis import Difference, merge_inventories, parse, verify
+from ..analysis.intent import synthesize
+from ..analysis.subject import merge_inventories, parse
+from ..analysis.verify import Difference, verify
 from ..api.spec import (
     MAX_EXCEPT,
     MAX_FLOWS,
@@ -45,9 +47,9 @@ from ..api.spec import (
     check_cidr,
     minimal_ports,
 )
-from ..api.validation import InvalidTopology, parse_topology
+from ..api.validation import InvalidTopology
 from ..evaluator import Evaluator, External, Inventory, Namespace, Pod, PortSet
-from ..intent import synthesize
+from ..render.validation import parse_topology
 from .naming import EVERY_POD, base_name, canon, canonical_selector, selector_words, unique_names
 
 DIRECTIONS = ("ingress", "egress")

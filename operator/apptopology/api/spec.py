@@ -85,6 +85,15 @@ def quote(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 flow``, ``2 flows``, ``0 policies``: counts in messages read right (``many``: irregular plurals)."""
+    if count == 1:
+        return f"{count} {word}"
+    if many is None:
+        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+    return f"{count} {many}"
+
+
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
     entry = {"rule": rule, "message": message}
     if field_path:
@@ -719,6 +728,8 @@ DNS_SERVICE_WITHOUT_DISCOVER = "service is followed only with discover: true"
 
 DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
 DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
+# The DNS Services dns.discover follows without dns.service, tried in this order.
+DEFAULT_DNS_SERVICES: tuple[tuple[str, str], ...] = (("kube-system", "kube-dns"), ("openshift-dns", "dns-default"))
 
 
 def _dns_ports() -> list[Port]:
