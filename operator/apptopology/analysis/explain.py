@@ -184,6 +184,7 @@ class Side:
     name: str
     endpoint: Endpoint | None
     tier: str | None = None
+    problem: str = ""  # why there is no endpoint (a tier selecting no pod)
 
 
 def _is(intent: Intent, flow_end: FlowEndpoint, side: Side, subj: Subject, destination: bool) -> bool:

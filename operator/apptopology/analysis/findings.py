@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..api.spec import AppTopology, Endpoint, LabelSelector, Port, plural, selector_matches
+from ..api.spec import AppTopology, Endpoint, LabelSelector, Port, plural, selector_matches, selector_yaml
 from ..api.validation import Issue
 from ..evaluator import NAME_LABEL, Inventory, Pod
 
@@ -42,22 +42,6 @@ def _listed(items: Iterable[str]) -> str:
     items = sorted(set(items))
     shown = ", ".join(items[:MAX_LISTED])
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
-
-
-def _selector_yaml(selector: LabelSelector) -> str:
-    """A selector as YAML flow text that can be pasted back into the topology."""
-    data = selector.model_dump(by_alias=True, exclude_none=True)
-    if not data:
-        return "{}"
-
-    def flow(value: object) -> str:
-        if isinstance(value, dict):
-            return "{" + ", ".join(f"{k}: {flow(v)}" for k, v in value.items()) + "}"
-        if isinstance(value, list):
-            return "[" + ", ".join(flow(v) for v in value) + "]"
-        return str(value)
-
-    return flow(data)
 
 
 def _near(selector: LabelSelector, pods: Sequence[Pod]) -> str:
@@ -104,7 +88,7 @@ def _peer_pods(
     else:
         spaces = [ns.name for ns in inventory.namespaces if selector_matches(namespace_selector, ns.labels)]
         if not spaces:
-            shown = _selector_yaml(namespace_selector)
+            shown = selector_yaml(namespace_selector)
             hint = _namespace_hint(namespace_selector, inventory)
             findings.append(
                 (f"{where}.namespaceSelector", f"{shown} matches no namespace of the inventory{hint}{consequence}")
@@ -119,7 +103,7 @@ def _peer_pods(
         findings.append(
             (
                 field,
-                f"{_selector_yaml(selector)} matches no pod in {in_spaces}{_near(selector, candidates)}{consequence}",
+                f"{selector_yaml(selector)} matches no pod in {in_spaces}{_near(selector, candidates)}{consequence}",
             )
         )
     return pods
@@ -181,7 +165,7 @@ def check_inventory(topology: AppTopology, inventory: Inventory) -> list[Finding
         pods = [p for p in local if selector_matches(tier.pod_selector, p.labels)]
         tier_pods[tier.name] = pods
         if not pods:
-            shown = _selector_yaml(tier.pod_selector)
+            shown = selector_yaml(tier.pod_selector)
             raw.append(
                 (
                     f"spec.tiers[{i}].podSelector",

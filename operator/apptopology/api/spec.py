@@ -12,6 +12,7 @@ Cross-field rules that the CRD also enforces with CEL carry their CEL twin in ``
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import reprlib
 from collections.abc import Mapping
@@ -631,6 +632,26 @@ def describe_selector(sel: LabelSelector) -> str:
             op = "in" if e.operator == "In" else "notin"
             terms.append(f"{e.key} {op} ({','.join(e.values or [])})")
     return "{" + ",".join(terms) + "}"
+
+
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
+# Plain words go-yaml (kubectl) reads as booleans or null: quoted in pasted YAML.
+_NOT_STRINGS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS else json.dumps(text)
+
+
+def selector_yaml(sel: LabelSelector) -> str:
+    """The selector as YAML flow text that kubectl reads back as written, to paste into a topology:
+    ``{matchLabels: {app: redis}}`` (values that would read as something else are quoted)."""
+    return _flow(sel.model_dump(by_alias=True, exclude_none=True))
 
 
 Direction = Literal["ingress", "egress"]

@@ -27,6 +27,7 @@ from .spec import (
     AppTopology,
     describe_selector,
     quote,
+    selector_yaml,
 )
 
 # Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
@@ -232,13 +233,14 @@ def isolated_peer_issues(topology: AppTopology) -> list[Issue]:
             if pods is None or endpoint.namespace_selector is not None or not getattr(deny, direction):
                 continue
             shown = describe_selector(pods)
+            pasted = selector_yaml(pods)
             verb = "accept" if direction == "ingress" else "send"
             issues.append(
                 Issue(
                     f"spec.flows[{i}].{side}.podSelector",
                     f"pods {shown} of this namespace are isolated for {direction} by this topology's own "
                     f"default-deny (scope Namespace) and only tiers get rules, so they could never {verb} this "
-                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {shown}}}]) and use "
+                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {pasted}}}]) and use "
                     f"{side}: {{tier: NAME}}, or use spec.defaultDeny.scope: Tiers",
                 )
             )

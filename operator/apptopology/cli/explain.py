@@ -98,7 +98,7 @@ def _side(name: str, subj: Subject) -> Side:
     try:
         return Side(name, resolve(name, subj))
     except NoPod as exc:
-        return Side(name, None, exc.tier)
+        return Side(name, None, exc.tier, str(exc))
 
 
 def _direction(d: DirectionVerdict) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 
 def _summary(allowed: bool, reasons: list[FlowReason], source: Side, destination: Side) -> list[str]:
     """The answer in the topology's terms: the flow that declares it, or why the near ones do not."""
-    lines = [f"tier {s.tier} selects no pod of the inventory" for s in (source, destination) if s.endpoint is None]
+    lines = [s.problem for s in (source, destination) if s.endpoint is None]
     applying = [r for r in reasons if r.applies]
     if applying:
         lines += [f"declared by {r.path} ({r.flow})" for r in applying]

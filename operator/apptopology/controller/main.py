@@ -71,6 +71,9 @@ def _reachable(kube: Kube) -> None:
     """One request before starting: an API server that cannot be reached, refuses the credentials, or
     lacks the CRD is said in one line. Other refusals (403 to a namespaced operator) are left to the run."""
     host = client.Configuration.get_default_copy().host
+    pool = logging.getLogger("urllib3.connectionpool")
+    level = pool.level
+    pool.setLevel(logging.ERROR)  # its retry warnings would bury the one line that says what is wrong
     try:
         next(iter(kube.list_all("apptopologies", page=1)), None)
     except ApiError as exc:
@@ -84,6 +87,8 @@ def _reachable(kube: Kube) -> None:
             raise StartupError(
                 f"the API server {host} has no AppTopology API: install the CRDs (kubectl apply -k deploy/)"
             ) from None
+    finally:
+        pool.setLevel(level)
 
 
 class SharedMemo(kopf.Memo):
@@ -140,7 +145,9 @@ def run_operator(options: Options) -> int:
     try:
         load_config(connections=options.workers + 4)  # the workers, the elector, facts and the seed
     except (ConfigException, OSError) as exc:
-        raise StartupError(f"no usable kubeconfig or in-cluster config: {exc}") from None
+        given = [f"--{f} {v}" for f, v in (("kubeconfig", options.kubeconfig), ("context", options.context)) if v]
+        where = ", ".join(given) or "no usable kubeconfig or in-cluster config"
+        raise StartupError(f"{where}: {exc}") from None
     from . import handlers  # registers the Kopf handlers
 
     kube = Kube()
