@@ -909,14 +909,13 @@ def test_admission_text_is_path_text_rule(case: dict[str, Any]) -> None:
         assert str(v) == f"{v.path}: {v.text} (TopologyGuardrail {v.guardrail}: {v.rule})"
 
 
-# --- the README --------------------------------------------------------------------------------------------
+# --- the docs ----------------------------------------------------------------------------------------------
 
 
-def test_readme_guardrail_and_output_are_real(
+def test_docs_guardrail_and_output_are_real(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Guardrails for platform teams") :]
+    section = (ROOT / "docs" / "guardrails.md").read_text()
     block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
     example = ROOT / "examples" / "guardrails" / "tenants.yaml"
     assert yaml.safe_load(block) == yaml.safe_load(example.read_text())

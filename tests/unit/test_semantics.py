@@ -181,7 +181,7 @@ def test_same_namespace_peer_refusal_messages() -> None:
     assert issues["spec.flows[0].to.podSelector"].startswith(
         "pods {app=redis} of this namespace are isolated for ingress by this topology's own default-deny"
     )
-    assert "tiers: [{name: NAME, podSelector: {app=redis}}]" in issues["spec.flows[0].to.podSelector"]
+    assert "tiers: [{name: NAME, podSelector: {matchLabels: {app: redis}}}]" in issues["spec.flows[0].to.podSelector"]
     assert "spec.defaultDeny.scope: Tiers" in issues["spec.flows[1].from.podSelector"]
     # Where the direction is open, or in scope Tiers, the peer is not isolated by the topology: accepted.
     shop(flows=flows[:1], defaultDeny={"ingress": False})

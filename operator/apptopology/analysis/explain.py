@@ -246,7 +246,32 @@ def flow_reasons(subj: Subject, source: Side, destination: Side, port: int, prot
             else:
                 reason = "does not apply: " + "; ".join(why)
                 out.append(FlowReason(topology.metadata.name, f"spec.flows[{i}]", describe_flow(flow), False, reason))
+        out += _implicit(intent, source, destination, port, protocol, subj)
     out.sort(key=lambda r: not r.applies)
+    return out
+
+
+def _implicit(
+    intent: Intent, source: Side, destination: Side, port: int, protocol: str, subj: Subject
+) -> list[FlowReason]:
+    """DNS and monitoring, the flows a topology declares without writing them, when they cover the question."""
+    spec, inv, name = intent.topology.spec, subj.inventory, intent.topology.metadata.name
+    src, dst = source.endpoint, destination.endpoint
+    if src is None or dst is None:
+        return []
+    out = []
+    if spec.dns.enabled and intent.isolated(src, "egress") and intent.dns(dst, inv).contains(protocol, port):
+        what = f"every pod isolated for egress -> DNS on {protocol}/{port}"
+        out.append(FlowReason(name, "spec.dns", what, True, "declares this connection"))
+    mon = spec.monitoring
+    if (
+        mon.enabled
+        and intent.tiers_of(dst)
+        and intent.peer_matches(mon.namespace_selector, mon.pod_selector, src, inv)
+        and Intent.ports(mon.ports, dst).contains(protocol, port)
+    ):
+        what = f"monitoring -> the scraped tiers on {protocol}/{port}"
+        out.append(FlowReason(name, "spec.monitoring", what, True, "declares this connection"))
     return out
 
 

@@ -183,7 +183,8 @@ def mermaid(topologies: AppTopology | Sequence[AppTopology]) -> str:
             for key in keys:
                 node_id, label = g.nodes[key]
                 shape = ('["', '"]') if g.kinds[key] in ("tier", "peer") else ('[["', '"]]')
-                lines.append(f"{indent}  {node_id}{shape[0]}{_mermaid_text(label)}{shape[1]}")
+                pad = indent + ("  " if inner else "")
+                lines.append(f"{pad}{node_id}{shape[0]}{_mermaid_text(label)}{shape[1]}")
             if inner:
                 lines.append(f"{indent}end")
         if not alone:

@@ -133,8 +133,8 @@ def _summary(allowed: bool, reasons: list[FlowReason], source: Side, destination
         if not allowed and not lines[:-1]:
             lines.append("but the policies deny it (below)")
     elif reasons:
-        lines.append(f"no declared flow covers {source.name} -> {destination.name}:")
-        lines += [f"  {r}" for r in reasons]
+        lines.append(f"no declared flow covers {source.name} -> {destination.name}" + (":" if not allowed else ""))
+        lines += [f"  {r}" for r in reasons] if not allowed else ["the policies allow it (below)"]
     elif allowed and any(s.endpoint is not None for s in (source, destination)):
         lines.append("no declared flow involves either side: the policies allow it (below)")
     return lines
