@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS, AppTopology
+from ..api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS, AppTopology, plural
 from ..api.validation import InvalidTopology
 from ..evaluator import NAME_LABEL, Evaluator, External, Inventory, Namespace, Pod
 from ..render.renderer import render
@@ -64,7 +64,7 @@ class Evidence:
     def text(self) -> str:
         when = f", first {self.first}, last {self.last}" if self.first else ""
         names = f" (names: {', '.join(sorted(self.names)[:3])})" if self.names else ""
-        return f"observed {self.count} times{when}{names}"
+        return f"observed {plural(self.count, 'time')}{when}{names}"
 
 
 @dataclass(frozen=True)
