@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fake_cluster import FakeCluster
 
-from apptopology.controller.reconciler import ApiError, Reconciler
+from apptopology.controller.reconciler import ApiError, Fenced, Reconciler
 from apptopology.planner.transition import within
 
 NS = "prod"
@@ -597,29 +597,33 @@ def test_a_policy_at_a_guards_name_is_never_adopted_nor_blocks_the_change(
     ]
 
 
-def test_a_replica_that_lost_the_lease_abandons_its_plan_at_the_next_write(cluster: FakeCluster) -> None:
-    """Issue 17, finding 4: after losing the lease a running reconcile kept writing. Every write passes the
-    fence; the first one refused ends the reconcile: no restore, no status, no event."""
-    allowed = [True]
-    reconciler = Reconciler(cluster, now=lambda: "2026-12-01T10:00:00Z", may_write=lambda: allowed[0])
+def test_a_replica_that_lost_the_lease_abandons_its_plan_at_the_next_write(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    """Issue 17, finding 4: after losing the lease a running reconcile kept writing. The API module raises
+    Fenced instead of sending a write (tests/unit/test_kube_config.py); it ends the reconcile at once: no
+    restore, no status, no event."""
     spec = _guarded_change(cluster, reconciler)
     before = specs(cluster)
     cluster.update_spec(NS, "shop", spec)
-    budget = [3]
+    leading = [True]
+    sent: list[tuple[str, str]] = []
 
     def lose_lease_after_three(verb: str, name: str, dry_run: bool) -> ApiError | None:
-        if verb in ("apply", "delete") and not dry_run:
-            budget[0] -= 1
-            if budget[0] == 0:
-                allowed[0] = False
+        if verb in ("apply", "delete", "status", "event") and not dry_run:
+            if not leading[0]:
+                raise Fenced("not the leader")
+            sent.append((verb, name))
+            leading[0] = len(sent) < 3
         return None
 
     cluster.rules.append(lose_lease_after_three)
     cluster.calls.clear()
     outcome = reconciler.reconcile(NS, "shop")
     assert outcome.summary == "fenced" and not outcome.retry and outcome.requeue_after is None
-    assert len(cluster.writes()) == 3 and specs(cluster) != before  # stopped in the middle, and stayed there
-    assert all(verb in ("apply", "delete") for verb, _ in cluster.writes())  # no restore, status or event
-    allowed[0] = True  # leading again: the next reconcile finishes from live state
+    assert len(sent) == 3 and specs(cluster) != before  # stopped in the middle, and stayed there
+    assert all(verb in ("apply", "delete") for verb, _ in sent)
+    assert len([c for c in cluster.calls if not c[2] and c[0] in ("apply", "delete", "status", "event")]) == 4
+    cluster.rules.remove(lose_lease_after_three)  # leading again: the next reconcile finishes from live state
     assert not reconciler.reconcile(NS, "shop").retry and ready(cluster)["status"] == "True"
     assert not [n for n in cluster.names(NS) if ".guard-" in n]

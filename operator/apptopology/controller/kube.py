@@ -23,7 +23,7 @@ from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from ..planner.plan import FIELD_MANAGER
 from ..render.facts import SERVICE_NAME_LABEL, ClusterFacts, WantedObjects, cluster_facts
 from . import metrics
-from .reconciler import ApiError
+from .reconciler import ApiError, Fenced
 
 __all__ = [
     "ApiError",
@@ -102,11 +102,34 @@ def _translated(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Kube:
-    """The API calls the operator makes; each is one request. Implements the reconciler's ``Cluster``."""
+def _fence_writes(api: client.ApiClient, may_write: Callable[[], bool]) -> None:
+    """Ask ``may_write`` before every request that is not a read, as late as the client allows: after the
+    request is built and serialised, right before urllib3 sends it. A replica paused between this check and
+    the socket can still send the one request; the earlier the check, the wider that window (checked
+    before building the request, a paused leader sent one write after resuming in a loaded test run)."""
+    pool = api.rest_client.pool_manager
+    send = pool.request
 
-    def __init__(self, api_client: client.ApiClient | None = None):
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in ("GET", "HEAD", "OPTIONS") and not may_write():
+            metrics.FENCED_WRITES.inc()
+            raise Fenced(f"{method} not sent: this replica no longer holds the leader lease")
+        return send(method, url, *args, **kwargs)
+
+    pool.request = request  # type: ignore[method-assign]
+
+
+class Kube:
+    """The API calls the operator makes; each is one request. Implements the reconciler's ``Cluster``.
+
+    ``may_write``: the leader elector's fence (LeaderElector.may_write); every write asks it and raises
+    :class:`~apptopology.controller.reconciler.Fenced` instead of being sent. The elector itself uses an
+    unfenced instance for the Lease."""
+
+    def __init__(self, api_client: client.ApiClient | None = None, may_write: Callable[[], bool] | None = None):
         self.api = api_client or client.ApiClient()
+        if may_write is not None:
+            _fence_writes(self.api, may_write)
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)

@@ -118,7 +118,7 @@ class LeaderElector:
         self.leading = False
 
     def may_write(self) -> bool:
-        """The fence every write of the reconciler passes (see reconciler.FencedCluster): this replica leads
+        """The fence every write of the reconciler passes (controller.kube.Kube's ``may_write``): this replica leads
         and renewed the lease less than ``renew_deadline`` ago, timed from *before* the renewal was sent.
 
         Others take over only after the lease has not changed for ``lease_duration`` by their own clocks,

@@ -151,17 +151,20 @@ def run_operator(options: Options) -> int:
         raise StartupError(f"{where}: {exc}") from None
     from . import handlers  # registers the Kopf handlers
 
-    kube = Kube()
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     # Which replica sent a request, in the API server's audit log (both share one ServiceAccount).
-    kube.api.user_agent = f"apptopology-operator/{__version__} ({identity})"
-    _reachable(kube)
+    agent = f"apptopology-operator/{__version__} ({identity})"
     elector = None
     if options.leader_elect:
         assert namespace is not None
-        elector = LeaderElector(kube, namespace, options.lease_name, identity)
+        leases = Kube()  # unfenced: the elector renews the Lease that fences everything else
+        leases.api.user_agent = agent
+        elector = LeaderElector(leases, namespace, options.lease_name, identity)
+    kube = Kube(may_write=elector.may_write if elector is not None else None)
+    kube.api.user_agent = agent
+    _reachable(kube)
     handlers.controller = Controller(
-        Reconciler(kube, may_write=elector.may_write if elector is not None else None),
+        Reconciler(kube),
         workers=options.workers,
         resync=options.resync,
         elector=elector,

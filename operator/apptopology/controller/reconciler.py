@@ -90,50 +90,13 @@ class Cluster(Protocol):
 
 
 class Fenced(Exception):
-    """This replica may not write: it no longer holds the leader lease (or cannot prove it does)."""
+    """This replica may not write: it no longer holds the leader lease (or cannot prove it does).
 
-
-class FencedCluster:
-    """A :class:`Cluster` whose every write first asks ``may_write`` (the leader elector's fence).
-
-    A replica that lost its lease (paused, partitioned, starved) must not finish a plan the new leader is
-    also carrying out: the two would interleave writes for the same names. Reads pass; a write raises
-    :class:`Fenced`, which ends the reconcile at once (no restore, no status): the write order leaves
-    every prefix of a plan within the old or the new revision, and the new leader plans from live state.
+    Raised by the API module in place of sending a write (see controller.kube.Kube's ``may_write``). It is
+    not an ApiError, so it passes every handler of the write path and ends the reconcile at once: no
+    restore, no status, no event. The write order leaves every prefix of a plan within the old or the new
+    revision, and the new leader plans from live state.
     """
-
-    def __init__(self, cluster: Cluster, may_write: Callable[[], bool]):
-        self.cluster, self.may_write = cluster, may_write
-
-    def _fence(self) -> None:
-        if not self.may_write():
-            metrics.FENCED_WRITES.inc()
-            raise Fenced("not the leader: the write is not sent")
-
-    def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.cluster.get_topology(namespace, name)
-
-    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return self.cluster.list_policies(namespace, label_selector)
-
-    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.cluster.get_policy(namespace, name)
-
-    def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        self._fence()
-        return self.cluster.apply_policy(body, uid, dry_run)
-
-    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
-        self._fence()
-        self.cluster.delete_policy(namespace, name, uid, dry_run)
-
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
-        self._fence()
-        return self.cluster.patch_status(namespace, name, status, resource_version)
-
-    def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self._fence()
-        self.cluster.event(topology, type_, reason, message)
 
 
 @dataclass(frozen=True)
@@ -216,10 +179,8 @@ class Reconciler:
         recheck_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         expectations: Expectations | None = None,
-        may_write: Callable[[], bool] | None = None,
     ):
-        # With leader election, every write is fenced by the lease (see FencedCluster).
-        self.cluster: Cluster = cluster if may_write is None else FencedCluster(cluster, may_write)
+        self.cluster = cluster
         self.now = now
         self.recheck_after = recheck_after
         self.clock = clock
