@@ -105,19 +105,25 @@ class Admission:
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
 
     def create(self, doc: dict[str, Any], dry_run: bool = False) -> str | None:
-        """None when admitted, else the API server's message."""
-        try:
-            self.custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                doc["metadata"]["namespace"],
-                "apptopologies",
-                doc,
-                **({"dry_run": "All"} if dry_run else {}),
-            )
-        except client.ApiException as exc:
-            return str(json.loads(exc.body)["message"])
-        return None
+        """None when admitted, else the API server's message. A request that timed out (504: the machine
+        loaded, the largest topologies' CEL taking longer than the request may) has no answer yet: asked
+        again, up to three times."""
+        for attempt in range(3):
+            try:
+                self.custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    doc["metadata"]["namespace"],
+                    "apptopologies",
+                    doc,
+                    **({"dry_run": "All"} if dry_run else {}),
+                )
+            except client.ApiException as exc:
+                if exc.status == 504 and attempt < 2:
+                    continue
+                return str(json.loads(exc.body)["message"])
+            return None
+        raise AssertionError("unreachable")
 
     def refuses(self, namespace: str, guardrail: str | None = None) -> bool:
         """Whether a guardrail (``guardrail``, or any) refuses the probe topology in ``namespace``."""
