@@ -119,7 +119,7 @@ class Admission:
                     **({"dry_run": "All"} if dry_run else {}),
                 )
             except client.ApiException as exc:
-                if exc.status == 504 and attempt < 2:
+                if exc.status == 504 and dry_run and attempt < 2:  # a real create may have happened
                     continue
                 return str(json.loads(exc.body)["message"])
             return None
