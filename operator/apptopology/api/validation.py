@@ -9,7 +9,9 @@ point at the exact offending field.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,8 +344,42 @@ def parse_topology(doc: Any) -> AppTopology:
     return topology
 
 
+# Within parsed_once(): (name, namespace, id(spec)) -> (spec, its topology or its issues).
+_PARSED: ContextVar[dict[tuple[str, str | None, int], tuple[Any, AppTopology | list[Issue]]] | None] = ContextVar(
+    "parsed", default=None
+)
+
+
+@contextmanager
+def parsed_once() -> Iterator[None]:
+    """Within the block (on this thread), :func:`parse_spec` of the same spec object is validated once: a
+    reconcile reads its body's spec in several steps, and the largest one takes a third of a second to
+    validate. The spec must not change meanwhile; nothing is kept after the block."""
+    token = _PARSED.set({})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
 def parse_spec(name: str, namespace: str | None, spec: Any) -> AppTopology:
     """Validate a live object's spec (the operator's view: metadata comes from the API server)."""
+    memo = _PARSED.get()
+    if memo is None:
+        return _parse_spec(name, namespace, spec)
+    key = (name, namespace, id(spec))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not spec:
+        try:
+            hit = memo[key] = (spec, _parse_spec(name, namespace, spec))
+        except InvalidTopology as exc:
+            hit = memo[key] = (spec, list(exc.issues))
+    if isinstance(hit[1], list):
+        raise InvalidTopology(hit[1])
+    return hit[1]
+
+
+def _parse_spec(name: str, namespace: str | None, spec: Any) -> AppTopology:
     doc = {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": KIND,

@@ -24,7 +24,7 @@ from ..api.spec import API_GROUP, API_VERSION, KIND, AppTopology
 from ..api.validation import InvalidTopology, parse_spec
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
-from .compare import in_sync, stored_spec
+from .compare import in_sync
 from .transition import Phase, transition
 
 FIELD_MANAGER = "apptopology-operator"
@@ -196,9 +196,9 @@ def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str,
     """The ordered writes taking the ``owned`` live policies to the ``desired`` objects."""
     wanted = {p["metadata"]["name"]: p for p in desired}
     rewrite = {n for n, p in wanted.items() if n in owned and not in_sync(p, owned[n])}
-    moves = transition(
-        {n: stored_spec(p.get("spec")) for n, p in owned.items()},
-        {n: stored_spec(p.get("spec")) for n, p in wanted.items()},
+    moves = transition(  # which puts the specs in stored form itself
+        {n: p.get("spec") or {} for n, p in owned.items()},
+        {n: p.get("spec") or {} for n, p in wanted.items()},
         rewrite,
         guard_base=owner.name,
     )
