@@ -169,3 +169,23 @@ def test_isolation_of_a_topology_too_large_to_compare_is_not_evaluated() -> None
     assert (isolated["status"], isolated["reason"]) == ("Unknown", "NotEvaluated")
     assert "endpoints and 150 flows" in isolated["message"]
     assert ("list", "", False) not in cluster.calls
+
+
+def test_named_ports_are_looked_up_once_per_tier_with_the_same_findings() -> None:
+    from apptopology.api.validation import parse_topology
+    from apptopology.diagnosis import diagnose
+    from apptopology.evaluator import ContainerPort, Namespace, Pod
+
+    doc = body("shop", 0)
+    doc["spec"]["flows"] = [
+        {"from": {"tier": "a"}, "to": {"tier": "a"}, "ports": [{"port": "web"}, {"port": "dns", "protocol": "UDP"}]},
+        {"from": {"tier": "a"}, "to": {"tier": "a"}, "ports": [{"port": "web", "protocol": "UDP"}]},
+    ]
+    pods = [
+        Pod(NS, "p1", {"app": "a"}, ports=(ContainerPort("web", 80),)),
+        Pod(NS, "p2", {"app": "a"}, ports=(ContainerPort("dns", 53, "UDP"),)),
+        Pod("elsewhere", "p3", {"app": "a"}, ports=(ContainerPort("web", 80, "UDP"),)),
+    ]
+    report = diagnose(parse_topology(doc), pods, [Namespace(NS)])
+    notes = [n for t in report.tiers for n in t.warnings if "named port" in n]
+    assert notes == ["spec.flows[1]: named port web/UDP is declared by none of its pods"]
