@@ -99,6 +99,7 @@ class Bench:
         self.result: dict[str, Any] = {"count": count, "size": "x".join(map(str, size))}
         self.port = 8000
         self.create_seconds: list[float] = []  # each create request's time at the API server
+        self.operator: Operator | None = None
 
     def create(self, doc: dict[str, Any]) -> None:
         """Create ``doc``; a server-side timeout (the CRD's CEL rules over the largest topology take the
@@ -201,7 +202,7 @@ class Bench:
             "max": max(self.create_seconds[1:]),
             "requests": len(self.create_seconds) - 1,
         }
-        operator = Operator(cp, ["--workers", "16"])
+        operator = self.operator = Operator(cp, ["--workers", "16"])
         sampler = Sampler(operator)
         sampler.start()
         since = len(cp.audit_writes())
@@ -320,6 +321,8 @@ def main() -> int:
             print(json.dumps(bench.result, indent=2), flush=True)  # what was measured before it failed
             raise
         finally:
+            if bench.operator is not None:
+                bench.operator.stop()
             subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)
     print(json.dumps(result, indent=2), flush=True)
     print(table(result))
