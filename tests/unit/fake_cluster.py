@@ -111,15 +111,8 @@ class FakeCluster:
         live = self.policies.get(key)
         if uid is not None and (live is None or live["metadata"]["uid"] != uid):
             raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
-        if (
-            uid is None
-            and live is not None
-            and not any(
-                r.get("uid") == body["metadata"]["ownerReferences"][0]["uid"]
-                for r in live["metadata"].get("ownerReferences") or []
-            )
-        ):
-            raise ApiError(409, "Conflict", "Apply failed with 1 conflict: conflict with another manager")
+        if uid is None and live is not None:  # a create (the real client POSTs): never merges into what exists
+            raise ApiError(409, "AlreadyExists", f'networkpolicies.networking.k8s.io "{meta["name"]}" already exists')
         if live is None and self.quota is not None and len(self.names(meta["namespace"])) >= self.quota:
             raise ApiError(403, "Forbidden", "exceeded quota: count/networkpolicies.networking.k8s.io")
         stored = copy.deepcopy(dict(body))
@@ -129,23 +122,24 @@ class FakeCluster:
             self.policies[key] = stored
         return copy.deepcopy(stored)
 
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
         self._check("delete", name, dry_run)
         live = self.policies.get((namespace, name))
         if live is None:
             return
-        if uid is not None and live["metadata"]["uid"] != uid:
+        if live["metadata"]["uid"] != uid:
             raise ApiError(409, "Conflict", "Precondition failed: UID")
         if not dry_run:
             del self.policies[(namespace, name)]
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         self._check("status", name, False)
         body = self.topologies[(namespace, name)]
         if resource_version and body["metadata"]["resourceVersion"] != resource_version:
             raise ApiError(409, "Conflict", "the object has been modified")
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(dict(status))}
         body["metadata"]["resourceVersion"] = str(next(self._ids))
+        return str(body["metadata"]["resourceVersion"])
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check("event", topology["metadata"]["name"], False)

@@ -133,26 +133,54 @@ class Kube:
 
     @_translated
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        """Write a policy of ours; never adopt one that is not.
+
+        ``uid`` set: a forced server-side apply of that object only (the UID in the body is a precondition:
+        409 if the name now holds another object). ``uid`` None: the plan believes the name free, so it is a
+        create, which fails with 409 AlreadyExists whatever holds the name: an apply would merge into it,
+        take it over with our ownerReference, and a later release would delete it.
+        """
         doc = json.loads(json.dumps(body))
-        if uid:
-            doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
-        response = self.net.patch_namespaced_network_policy(
-            doc["metadata"]["name"],
-            doc["metadata"]["namespace"],
-            doc,
-            field_manager=FIELD_MANAGER,
-            force=uid is not None,
-            _content_type="application/apply-patch+yaml",
-            dry_run="All" if dry_run else None,
-            _preload_content=False,
-        )
+        name, namespace = doc["metadata"]["name"], doc["metadata"]["namespace"]
+        dry = "All" if dry_run else None
+        if uid is None:
+            metrics.API_WRITES.labels("create", str(dry_run).lower()).inc()
+            response = self.net.create_namespaced_network_policy(
+                namespace, doc, field_manager=FIELD_MANAGER, dry_run=dry, _preload_content=False
+            )
+            return dict(_json(response))
+        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
+        try:
+            response = self.net.patch_namespaced_network_policy(
+                name,
+                namespace,
+                doc,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                dry_run=dry,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 422 and "metadata.uid" in _message(exc):
+                # The server answers a UID that differs with "field is immutable" (422): the name holds another
+                # object now. That is a conflict to plan again from live state, not an invalid policy.
+                raise ApiError(409, "Conflict", f"{name} is no longer the object {uid}: {_message(exc)}") from exc
+            raise
         return dict(_json(response))
 
     @_translated
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only (409 if the name now holds another); gone already is no error.
+
+        The dry-run flag goes in the DeleteOptions body: when a DELETE carries a body, the API server reads
+        its options from the body alone and ignores ``?dryRun=All`` in the query, so a query-only dry run
+        with a body is a real delete."""
         metrics.API_WRITES.labels("delete", str(dry_run).lower()).inc()
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid), dry_run=["All"] if dry_run else None
+        )
         try:
             response = self.net.delete_namespaced_network_policy(
                 name, namespace, body=options, dry_run="All" if dry_run else None, _preload_content=False
@@ -163,7 +191,7 @@ class Kube:
                 raise
 
     @_translated
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         metrics.API_WRITES.labels("status", "false").inc()
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
@@ -179,7 +207,7 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        _done(response)
+        return str((_json(response).get("metadata") or {}).get("resourceVersion", ""))
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import kopf
 
+from .. import __version__
 from . import metrics
 from .kube import Kube, load_config
 from .leader import LeaderElector
@@ -80,15 +81,17 @@ def run_operator(options: Options) -> int:
     from . import handlers  # registers the Kopf handlers
 
     kube = Kube()
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    # Which replica sent a request, in the API server's audit log (both share one ServiceAccount).
+    kube.api.user_agent = f"apptopology-operator/{__version__} ({identity})"
     elector = None
     if options.leader_elect:
         namespace = options.lease_namespace or os.environ.get("POD_NAMESPACE")
         if not namespace:
             raise SystemExit("--leader-elect needs --lease-namespace or POD_NAMESPACE")
-        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaderElector(kube, namespace, options.lease_name, identity)
     handlers.controller = Controller(
-        Reconciler(kube),
+        Reconciler(kube, may_write=elector.may_write if elector is not None else None),
         workers=options.workers,
         resync=options.resync,
         elector=elector,

@@ -73,16 +73,66 @@ class Cluster(Protocol):
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply; ``uid`` set: update of that object only (forced), None: create (not forced)."""
+        """``uid`` set: forced server-side apply of that object only (409 if the name holds another);
+        None: create, which fails (409 AlreadyExists) if anything holds the name: never adopt."""
         ...
 
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
-        """Delete (with a UID precondition when given); an object already gone is not an error."""
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only; an object already gone is not an error."""
         ...
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
+        """Merge-patch the status over ``resource_version`` (a precondition); the new resourceVersion."""
+        ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class Fenced(Exception):
+    """This replica may not write: it no longer holds the leader lease (or cannot prove it does)."""
+
+
+class FencedCluster:
+    """A :class:`Cluster` whose every write first asks ``may_write`` (the leader elector's fence).
+
+    A replica that lost its lease (paused, partitioned, starved) must not finish a plan the new leader is
+    also carrying out: the two would interleave writes for the same names. Reads pass; a write raises
+    :class:`Fenced`, which ends the reconcile at once (no restore, no status): the write order leaves
+    every prefix of a plan within the old or the new revision, and the new leader plans from live state.
+    """
+
+    def __init__(self, cluster: Cluster, may_write: Callable[[], bool]):
+        self.cluster, self.may_write = cluster, may_write
+
+    def _fence(self) -> None:
+        if not self.may_write():
+            metrics.FENCED_WRITES.inc()
+            raise Fenced("not the leader: the write is not sent")
+
+    def get_topology(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_topology(namespace, name)
+
+    def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.cluster.list_policies(namespace, label_selector)
+
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_policy(namespace, name)
+
+    def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
+        self._fence()
+        return self.cluster.apply_policy(body, uid, dry_run)
+
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        self._fence()
+        self.cluster.delete_policy(namespace, name, uid, dry_run)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
+        self._fence()
+        return self.cluster.patch_status(namespace, name, status, resource_version)
+
+    def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self._fence()
+        self.cluster.event(topology, type_, reason, message)
 
 
 @dataclass(frozen=True)
@@ -134,12 +184,23 @@ class _Rendered:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Refused:
-    """An attempt that failed half way: the same state is not tried again before ``until``."""
+    """An attempt that failed half way: the same state is not tried again before ``until``.
 
-    fingerprint: str
+    The same state: the owned policies as they were (``owned``), and the topology as the user left it, at
+    the resourceVersion the attempt read or the one our own status report of the failure gave it
+    (``versions``): the report is not a user's change, but it moved the resourceVersion, which let the
+    same doomed attempt run once more."""
+
+    versions: set[str]
+    owned: str
     until: float
+
+    def holds(self, body: Mapping[str, Any], owned: str, now: float) -> bool:
+        return (
+            str(body["metadata"].get("resourceVersion")) in self.versions and owned == self.owned and now < self.until
+        )
 
 
 class Reconciler:
@@ -158,8 +219,10 @@ class Reconciler:
         recheck_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         expectations: Expectations | None = None,
+        may_write: Callable[[], bool] | None = None,
     ):
-        self.cluster = cluster
+        # With leader election, every write is fenced by the lease (see FencedCluster).
+        self.cluster: Cluster = cluster if may_write is None else FencedCluster(cluster, may_write)
         self.now = now
         self.recheck_after = recheck_after
         self.clock = clock
@@ -189,6 +252,9 @@ class Reconciler:
         try:
             with parsed_once():  # the body's spec is validated once, not in every step
                 outcome = self._reconcile(namespace, name, view)
+        except Fenced:
+            log.info("%s/%s: abandoned: this replica no longer leads", namespace, name)
+            outcome = Outcome(summary="fenced")  # the leader has it now; we enqueue everything when we lead again
         except ApiError as exc:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
@@ -244,9 +310,9 @@ class Reconciler:
             return self._dry_run_mode(body, result)
         self._dry_ok.pop(key, None)
         if result.writes:
-            fingerprint = _fingerprint(body, result)
+            owned = _owned_digest(result)
             earlier = self._refused.get(key)
-            if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
+            if earlier is not None and earlier.holds(body, owned, self.clock()):
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
             # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
@@ -263,7 +329,8 @@ class Reconciler:
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
                 pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
-                self._refused[key] = _Refused(fingerprint, self.clock() + pause)
+                version = str(body["metadata"].get("resourceVersion"))
+                self._refused[key] = _Refused({version}, owned, self.clock() + pause)
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             if _observed(body):
@@ -459,7 +526,9 @@ class Reconciler:
 
     def _one(self, namespace: str, write: Write, uids: dict[str, str], dry_run: bool) -> None:
         if write.body is None:
-            self.cluster.delete_policy(namespace, write.name, uids.get(write.name), dry_run=dry_run)
+            # Only what this topology owns (read at the start) or created in this attempt is ever deleted,
+            # so the UID is known; the precondition makes the delete miss anything else under the name.
+            self.cluster.delete_policy(namespace, write.name, uids[write.name], dry_run=dry_run)
             if not dry_run:
                 uids.pop(write.name, None)
             return
@@ -634,7 +703,11 @@ class Reconciler:
                 status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
             )
         if status_changed(body.get("status"), status):
-            self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
+            version = str(meta.get("resourceVersion", ""))
+            written = self.cluster.patch_status(meta["namespace"], meta["name"], status, version)
+            refused = self._refused.get((meta["namespace"], meta["name"]))
+            if refused is not None and version in refused.versions:
+                refused.versions.add(written)  # our own report: still the state that failed
             if reason is not Reason.RECONCILED:
                 self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
@@ -664,10 +737,9 @@ def _observed(body: Mapping[str, Any]) -> bool:
     return bool(ready and ready.get("status") == "True" and status.get("observedGeneration") == generation)
 
 
-def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
-    """What an attempt depends on: the topology's revision (resourceVersion: a user can retry by touching
-    it) and the owned policies as they are now."""
-    state = [body["metadata"].get("resourceVersion"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
+def _owned_digest(result: Plan) -> str:
+    """The owned policies an attempt started from (a failed one is not repeated from the same)."""
+    state = sorted((n, p.get("spec")) for n, p in result.owned.items())
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -491,8 +491,29 @@ def guard_name(base: str, selector: Selector) -> str:
     return f"{base}.guard-{hashlib.sha256(selector.encode()).hexdigest()[:10]}"
 
 
+@dataclass(frozen=True)
+class GuardNames:
+    """Names for guards: :func:`guard_name`, or the first of ``-2``, ``-3``... that no other object holds.
+
+    Anyone who may create a NetworkPolicy in the namespace can take a guard's name before we do; the guard
+    then goes elsewhere instead of merging into (and later deleting) their object, or stalling the change.
+    Deterministic for the same names taken, so a replanned attempt reuses the guards a crashed one left.
+    """
+
+    base: str
+    taken: frozenset[str] = frozenset()
+
+    def __call__(self, selector: Selector) -> str:
+        name = first = guard_name(self.base, selector)
+        suffix = 1
+        while name in self.taken:
+            suffix += 1
+            name = f"{first}-{suffix}"
+        return name
+
+
 def _midpoint(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str, work: _Work
+    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames, work: _Work
 ) -> dict[str, Spec | None]:
     """The shape of every touched policy in the state between revoke and grant: allowing only what both
     revisions allow, isolating everything either isolates."""
@@ -552,7 +573,7 @@ def _midpoint(
                 put(name, _shape(current.get("podSelector") or {}, {*_types(current), ptype}, kept))
                 break
         else:
-            name = guard_name(guard_base, sel)
+            name = guards(sel)
             current = mid.get(name)
             types = {ptype, *(_types(current) if current else [])}
             put(name, _shape(selectors[sel], types, ()))
@@ -627,11 +648,11 @@ def _mark_final(moves: list[Move], old: Mapping[str, Spec], new: Mapping[str, Sp
     return out
 
 
-def _full(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str) -> list[Move]:
+def _full(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], names: GuardNames) -> list[Move]:
     """The always-valid sequence: guard every isolated selector, drop every rule, grant, release."""
     guards: dict[str, Spec] = {}
     for spec in (*old.values(), *new.values()):
-        name = guard_name(guard_base, _canon(spec.get("podSelector") or {}))
+        name = names(_canon(spec.get("podSelector") or {}))
         types = {*_types(spec), *(_types(guards[name]) if name in guards else [])}
         guards[name] = _shape(spec.get("podSelector") or {}, types, ())
     touched = sorted(
@@ -654,14 +675,19 @@ WORK_BUDGET = 250_000
 
 
 def transition(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: Iterable[str] = (), guard_base: str = "guard"
+    old: Mapping[str, Spec],
+    new: Mapping[str, Spec],
+    rewrite: Iterable[str] = (),
+    guard_base: str = "guard",
+    taken: Iterable[str] = (),
 ) -> list[Move]:
     """The writes that take the policies ``old`` (name -> stored spec) to ``new``, in a safe order.
 
     ``rewrite``: names present in both whose live object needs a write although its spec may be equal
-    (metadata differs). Guards are named ``<guard_base>.guard-<hash>``.
+    (metadata differs). Guards are named ``<guard_base>.guard-<hash>``, avoiding the names in ``taken``
+    (objects that are not ours: see :class:`GuardNames`).
     """
-    return planned(old, new, rewrite, guard_base).moves
+    return planned(old, new, rewrite, guard_base, taken).moves
 
 
 @dataclass(frozen=True)
@@ -675,7 +701,11 @@ class Planned:
 
 
 def planned(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: Iterable[str] = (), guard_base: str = "guard"
+    old: Mapping[str, Spec],
+    new: Mapping[str, Spec],
+    rewrite: Iterable[str] = (),
+    guard_base: str = "guard",
+    taken: Iterable[str] = (),
 ) -> Planned:
     """:func:`transition`, with how it was found (for benchmarks and logs)."""
     old = {n: stored_spec(s) for n, s in old.items()}
@@ -684,22 +714,23 @@ def planned(
     rewrite |= {n for n in set(old) & set(new) if old[n] != new[n]}
     if not rewrite and set(old) == set(new):
         return Planned([], "none", 0)
+    guards = GuardNames(guard_base, frozenset(taken))
     work = _Work(old, new, WORK_BUDGET)
     for way, shortcut in (("direct", _direct), ("midpoint", _via_midpoint)):
         try:
-            moves = _mark_final(shortcut(old, new, rewrite, guard_base, work), old, new)
+            moves = _mark_final(shortcut(old, new, rewrite, guards, work), old, new)
         except _OverBudget:
             continue
         if work.check(old, new, moves):
             return Planned(moves, way, WORK_BUDGET - max(work.left, 0))
-    moves = _mark_final(_full(old, new, rewrite, guard_base), old, new)
+    moves = _mark_final(_full(old, new, rewrite, guards), old, new)
     if work.check(old, new, moves):
         return Planned(moves, "full", WORK_BUDGET - max(work.left, 0))
     raise AssertionError("no safe write order found")  # pragma: no cover - _full is valid by construction
 
 
 def _direct(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str, work: _Work
+    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames, work: _Work
 ) -> list[Move]:
     """Each policy written once, straight to its new shape (new objects and added isolation first,
     deletions last). Valid for most changes: creation under a default-deny, drift repair, renames, changes
@@ -713,10 +744,10 @@ def _direct(
 
 
 def _via_midpoint(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str, work: _Work
+    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames, work: _Work
 ) -> list[Move]:
     """Through the state that allows only what both revisions allow (see :func:`_midpoint`)."""
-    mid = _midpoint(old, new, rewrite, guard_base, work)
+    mid = _midpoint(old, new, rewrite, guards, work)
     start: dict[str, Spec | None] = {n: old.get(n) for n in mid}
     end: dict[str, Spec | None] = {n: new.get(n) for n in mid}
     first = _keeping(old, _moves(start, mid, Phase.ISOLATE, Phase.REVOKE, work.facts), work.old, work)
