@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
 from apptopology.api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS  # noqa: E402
-from apptopology.api.validation import parse_topology  # noqa: E402
 from apptopology.planner import transition as planner  # noqa: E402
 from apptopology.planner.compare import stored_spec  # noqa: E402
 from apptopology.render.renderer import render  # noqa: E402
+from apptopology.render.validation import parse_topology  # noqa: E402
 
 SIZES = ["4x8x2", "16x64x4", "32x256x8", "64x512x8", f"{MAX_TIERS}x{MAX_FLOWS}x{MAX_PORTS}"]
 CHANGES = ["create", "edit", "swap", "rename", "tiers", "select", "delete"]

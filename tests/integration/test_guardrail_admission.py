@@ -22,11 +22,12 @@ from harness import Cluster, ControlPlane, wait_for
 from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 
+from apptopology.analysis.intent import satisfying_labels
 from apptopology.api.guardrail import MAX_LISTED, NAME_LABEL, parse_guardrail
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.intent import satisfying_labels
+from apptopology.api.validation import InvalidTopology
 from apptopology.render import guardrails as gr
+from apptopology.render.validation import parse_topology
 from shared import guardrail_cases, guardrail_documents
 from strategies import topologies
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fake_cluster import FakeCluster
 
-from apptopology.api import validation
 from apptopology.controller import runtime
 from apptopology.controller.cache import weight
 from apptopology.controller.reconciler import Outcome, Reconciler
 from apptopology.controller.runtime import Controller
+from apptopology.render import validation
 
 NS = "prod"
 
@@ -172,9 +172,9 @@ def test_isolation_of_a_topology_too_large_to_compare_is_not_evaluated() -> None
 
 
 def test_named_ports_are_looked_up_once_per_tier_with_the_same_findings() -> None:
-    from apptopology.api.validation import parse_topology
-    from apptopology.diagnosis import diagnose
+    from apptopology.analysis.diagnosis import diagnose
     from apptopology.evaluator import ContainerPort, Namespace, Pod
+    from apptopology.render.validation import parse_topology
 
     doc = body("shop", 0)
     doc["spec"]["flows"] = [

@@ -15,13 +15,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apptopology.analysis import merge_inventories
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories
+from apptopology.api.validation import InvalidTopology
 from apptopology.evaluator import Evaluator, Inventory, PortSet
-from apptopology.intent import synthesize
 from apptopology.planner.compare import stored_spec
 from apptopology.planner.transition import Move, Phase, check, states, transition
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from strategies import topologies
 
 NS = "home"

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apptopology.api.validation import parse_topology
 from apptopology.planner import transition as planner
 from apptopology.planner.compare import stored_spec
 from apptopology.planner.transition import (
@@ -34,6 +33,7 @@ from apptopology.planner.transition import (
     within,
 )
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 
 SELECTORS = [{}, {"matchLabels": {"app": "a"}}, {"matchLabels": {"app": "b"}}]
 NAMESPACES = [{}, {"matchLabels": {"team": "x"}}, {"matchLabels": {"team": "y"}}]

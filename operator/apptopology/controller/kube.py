@@ -32,6 +32,7 @@ __all__ = [
     "cluster_manifests",
     "cluster_network_policies",
     "load_config",
+    "use_kubeconfig",
 ]
 
 P = ParamSpec("P")
@@ -39,15 +40,26 @@ R = TypeVar("R")
 COMPONENT = "apptopology-operator"
 
 
+# The CLI's --kubeconfig and --context; when either is set, load_config uses them, not in-cluster config.
+_KUBECONFIG: dict[str, str | None] = {"config_file": None, "context": None}
+
+
+def use_kubeconfig(path: str | None, context: str | None) -> None:
+    _KUBECONFIG.update(config_file=path, context=context)
+
+
 def load_config(connections: int = 10) -> None:
     """In-cluster config when running in a pod, the kubeconfig otherwise; up to ``connections`` kept open.
 
     The client keeps 5 per core by default: with more worker threads than that, each request beyond it
     opened a new TLS connection and threw it away ("Connection pool is full" at 16 workers)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+    if any(_KUBECONFIG.values()):
+        config.load_kube_config(**_KUBECONFIG)  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
     client.Configuration.set_default(configuration)

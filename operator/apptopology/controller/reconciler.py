@@ -27,17 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..analysis import namespace_interactions
+from ..analysis.diagnosis import Denied, denied_connections, diagnose
+from ..analysis.intent import synthesize
+from ..analysis.namespace import namespace_interactions
 from ..api.guardrail import TopologyGuardrail
 from ..api.spec import AppTopology
 from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
-from ..api.validation import InvalidTopology, parse_spec, parsed_once
-from ..diagnosis import Denied, denied_connections, diagnose
-from ..intent import synthesize
+from ..api.validation import InvalidTopology
 from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import guardrails
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import TOPOLOGY_LABEL, resolve_dns
+from ..render.validation import parse_spec, parsed_once
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
 

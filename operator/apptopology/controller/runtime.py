@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..api.guardrail import parse_guardrail
-from ..api.validation import InvalidTopology, parse_spec
+from ..api.validation import InvalidTopology
 from ..render.facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
+from ..render.validation import parse_spec
 from . import metrics
 from .cache import Cache, Key, View
 from .leader import LeaderElector
@@ -38,7 +39,7 @@ from .reconciler import ApiError, Outcome, Reconciler
 log = logging.getLogger("apptopology")
 
 # A topology heavier than this (cache.weight: tiers plus the flows' port entries) reconciles in the heavy
-# lane. 32 tiers and 256 flows of 8 ports weigh 2,080 and take about 0.3 s of CPU per change; 64 tiers
+# lane. 32 tiers and 256 flows of 8 ports weigh 2,080 and take 0.3 to 0.5 s of CPU per change; 64 tiers
 # and 512 flows of 32 ports weigh 16,448 and take 1-3 s (bench/README.md).
 HEAVY_WEIGHT = 2_000
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, AppTopology
-from ..api.validation import InvalidTopology, parse_spec
+from ..api.validation import InvalidTopology
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
+from ..render.validation import parse_spec
 from .compare import in_sync
 from .transition import Phase, transition
 
