@@ -48,10 +48,6 @@ def _namespaces_matching(selector: LabelSelector, namespaces: Iterable[Namespace
     return [ns.name for ns in namespaces if selector_matches(selector, ns.labels)]
 
 
-def _declares(pod: Pod, name: str, protocol: str) -> bool:
-    return any(p.name == name and p.protocol == protocol for p in pod.ports)
-
-
 def diagnose(topology: AppTopology, pods: Sequence[Pod], namespaces: Sequence[Namespace]) -> Report:
     """The report for ``topology`` over the cluster's ``pods`` and ``namespaces`` (all of them, or at
     least the topology's namespace and the namespaces its peers may select)."""
@@ -69,6 +65,7 @@ def diagnose(topology: AppTopology, pods: Sequence[Pod], namespaces: Sequence[Na
             if both:
                 notes[tier.name].append(f"{len(both)} of its pods are also in tier {other.name}")
                 notes[other.name].append(f"{len(both)} of its pods are also in tier {tier.name}")
+    declared: dict[str, set[tuple[str | None, str]]] = {}  # tier -> (name, protocol) of its pods' container ports
     for index, flow in enumerate(spec.flows):
         for side, endpoint, far in (("from", flow.from_, flow.to), ("to", flow.to, flow.from_)):
             problem = _peer_problem(endpoint, namespaces)
@@ -76,10 +73,10 @@ def diagnose(topology: AppTopology, pods: Sequence[Pod], namespaces: Sequence[Na
                 notes[far.tier].append(f"spec.flows[{index}].{side}: {problem}")
         destination = flow.to.tier
         if destination is not None and selected[destination]:
+            if destination not in declared:  # once per tier, not per flow and port: pods x flows x ports
+                declared[destination] = {(p.name, p.protocol) for pod in selected[destination] for p in pod.ports}
             for port in flow.ports or []:
-                if isinstance(port.port, str) and not any(
-                    _declares(p, port.port, port.protocol) for p in selected[destination]
-                ):
+                if isinstance(port.port, str) and (port.port, port.protocol) not in declared[destination]:
                     notes[destination].append(
                         f"spec.flows[{index}]: named port {port.port}/{port.protocol} is declared by none of its pods"
                     )

@@ -94,7 +94,10 @@ def namespace_interactions(
                     isinstance(e, Pod) and e.namespace == home for e in (source, destination)
                 ):
                     continue
-                opened = result[source, destination].difference(intent.allowed(source, destination, inventory))
+                allowed = result[source, destination]
+                if allowed.is_empty:
+                    continue  # nothing allowed, nothing opened: the intent (O(flows) a pair) is not needed
+                opened = allowed.difference(intent.allowed(source, destination, inventory))
                 if opened.is_empty:
                     continue
                 egress_denied = not opened.difference(intent.egress(source, destination, inventory)).is_empty

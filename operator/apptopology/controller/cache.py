@@ -99,17 +99,32 @@ def needs_facts(body: Mapping[str, Any]) -> bool:
     )
 
 
+def weight(body: Mapping[str, Any]) -> int:
+    """What rendering and planning the topology costs, roughly: its tiers plus, per flow, its port entries
+    (at least one). Read from the body as it is, without validating it."""
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return 0
+    tiers, flows = spec.get("tiers"), spec.get("flows")
+    count = len(tiers) if isinstance(tiers, list) else 0
+    for flow in flows if isinstance(flows, list) else []:
+        ports = flow.get("ports") if isinstance(flow, dict) else None
+        count += max(1, len(ports) if isinstance(ports, list) else 0)
+    return count
+
+
 class Bodies(Mapping[Key, dict[str, Any]]):
     """The newest body of every AppTopology, packed; each read decodes a fresh copy (so a reconcile on
     another thread owns what it reads). Known without decoding: each one's generation (an event tells an
-    edit from a status echo by it) and which ones need cluster facts."""
+    edit from a status echo by it), which ones need cluster facts, and each one's :func:`weight`."""
 
     def __init__(self) -> None:
-        self._packed: dict[Key, tuple[object, bytes]] = {}  # key -> (metadata.generation, packed body)
+        self._packed: dict[Key, tuple[object, bytes, int]] = {}  # key -> (metadata.generation, packed, weight)
         self.needing_facts: set[Key] = set()
 
     def put(self, key: Key, body: Mapping[str, Any]) -> None:
-        self._packed[key] = ((body.get("metadata") or {}).get("generation"), pack(cached_body(body)))
+        generation = (body.get("metadata") or {}).get("generation")
+        self._packed[key] = (generation, pack(cached_body(body)), weight(body))
         if needs_facts(body):
             self.needing_facts.add(key)
         else:
@@ -123,6 +138,11 @@ class Bodies(Mapping[Key, dict[str, Any]]):
         """The metadata.generation of the body kept for ``key``; None when none is kept."""
         entry = self._packed.get(key)
         return entry[0] if entry is not None else None
+
+    def weight(self, key: Key) -> int:
+        """The :func:`weight` of the body kept for ``key``; 0 when none is kept."""
+        entry = self._packed.get(key)
+        return entry[2] if entry is not None else 0
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         body: dict[str, Any] = unpack(self._packed[key][1])

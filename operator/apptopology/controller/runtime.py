@@ -7,6 +7,12 @@ cache for the key on the event loop, and run the (blocking) reconcile in a threa
 key at a time. Outcomes: back off after a transient failure, check again later when asked to, forget the
 backoff after a success.
 
+Large topologies (:data:`HEAVY_WEIGHT`) take the heavy lane: a worker hands such a key over and goes
+back to the queue, and at most ``heavy_at_once`` of them reconcile at a time. The largest topology the
+CRD admits takes seconds of CPU and tens of MB to reconcile; without the lane, enough of them would
+occupy every worker (an edit of any other topology waiting behind them) and their memory would add up
+past the operator's limit. Every other key still has all the workers.
+
 Level-triggered safety net: every ``resync`` seconds every known topology is enqueued again; from the
 cache, a topology in sync costs no request. With leader election, only the leader's workers run; a
 standby's cache stays warm, and the new leader starts with a resync.
@@ -32,6 +38,11 @@ from .reconciler import ApiError, Outcome, Reconciler
 
 log = logging.getLogger("apptopology")
 
+# A topology heavier than this (cache.weight: tiers plus the flows' port entries) reconciles in the heavy
+# lane. 32 tiers and 256 flows of 8 ports weigh 2,080 and take 0.3 to 0.5 s of CPU per change; 64 tiers
+# and 512 flows of 32 ports weigh 16,448 and take 1-3 s (bench/README.md).
+HEAVY_WEIGHT = 2_000
+
 
 class Seeder(Protocol):
     """Reads everything the cache needs, page by page (the Kube module)."""
@@ -55,6 +66,7 @@ class Controller:
         seeder: Seeder | None = None,
         facts: FactsSource | None = None,
         facts_interval: float = 30.0,
+        heavy_at_once: int = 2,
     ):
         self.reconciler = reconciler
         self.workers = workers
@@ -69,6 +81,9 @@ class Controller:
         self._active: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.heavy_at_once = heavy_at_once
+        self._heavy: asyncio.Semaphore | None = None
+        self._heavy_tasks: set[asyncio.Task[None]] = set()
 
     # lifecycle ------------------------------------------------------------------------------------------
 
@@ -78,6 +93,7 @@ class Controller:
         await self._refresh_facts()  # before any topology renders with them
         self.queue = WorkQueue()
         self._active = asyncio.Event()
+        self._heavy = asyncio.Semaphore(self.heavy_at_once)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
@@ -90,9 +106,10 @@ class Controller:
     async def stop(self) -> None:
         if self.queue is not None:
             self.queue.close()
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._heavy_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self.elector is not None:
@@ -214,28 +231,44 @@ class Controller:
 
     async def _work(self) -> None:
         assert self.queue is not None and self._active is not None
-        loop = asyncio.get_running_loop()
         while True:
             await self._active.wait()
             key, waited = await self.queue.get()
             metrics.QUEUE_DEPTH.set(len(self.queue))
             metrics.QUEUE_WAIT_SECONDS.observe(waited)
-            try:
-                view = self.view(key)
-                outcome = await loop.run_in_executor(self._pool, self.reconciler.reconcile, key[0], key[1], view)
-            except Exception:  # a bug, not an API error: log it and back off rather than die
-                log.exception("%s/%s: reconcile crashed", *key)
-                outcome = Outcome(retry=True, summary="crashed")
-            finally:
-                self.queue.done(key)
-            if outcome.retry:
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-                if outcome.requeue_after is not None:
-                    self.queue.add_after(key, outcome.requeue_after)
-            metrics.TOPOLOGIES.set(len(self.cache.topologies))
-            metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
+            if self.cache.topologies.weight(key) > HEAVY_WEIGHT:
+                task = asyncio.create_task(self._heavy_pass(key), name=f"heavy-{key[0]}/{key[1]}")
+                self._heavy_tasks.add(task)
+                task.add_done_callback(self._heavy_tasks.discard)
+                continue  # the key stays taken (never handed out twice) until the heavy lane is done
+            await self._pass(key)
+
+    async def _heavy_pass(self, key: Key) -> None:
+        assert self._heavy is not None and self._active is not None
+        async with self._heavy:
+            await self._active.wait()
+            await self._pass(key)  # the view is taken now, not when the key was handed over
+
+    async def _pass(self, key: Key) -> None:
+        """One reconcile of ``key`` (taken from the queue) on the thread pool, and what its outcome asks."""
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        try:
+            view = self.view(key)
+            outcome = await loop.run_in_executor(self._pool, self.reconciler.reconcile, key[0], key[1], view)
+        except Exception:  # a bug, not an API error: log it and back off rather than die
+            log.exception("%s/%s: reconcile crashed", *key)
+            outcome = Outcome(retry=True, summary="crashed")
+        finally:
+            self.queue.done(key)
+        if outcome.retry:
+            self.queue.add_rate_limited(key)
+        else:
+            self.queue.forget(key)
+            if outcome.requeue_after is not None:
+                self.queue.add_after(key, outcome.requeue_after)
+        metrics.TOPOLOGIES.set(len(self.cache.topologies))
+        metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
 
     async def _refresh_facts(self) -> None:
         """Read the facts when some topology needs them; on a change, those topologies render again."""

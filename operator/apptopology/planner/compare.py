@@ -90,9 +90,20 @@ def _rule(rule: Any, peers_field: str) -> Any:
     return out
 
 
+def _copy(obj: Any) -> Any:
+    """A deep copy of decoded JSON (mappings, lists, scalars), several times faster than copy.deepcopy."""
+    if type(obj) is dict:
+        return {k: _copy(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_copy(v) for v in obj]
+    if obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    return copy.deepcopy(obj)  # anything else, exactly as before
+
+
 def stored_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     """``spec`` as the API server would store it (see the module docstring); input is not modified."""
-    out = _drop_null(copy.deepcopy(dict(spec or {})))
+    out = _drop_null(_copy(dict(spec or {})))
     out["podSelector"] = _selector(out.get("podSelector") or {})
     for direction, peers_field in (("ingress", "from"), ("egress", "to")):
         if direction in out:

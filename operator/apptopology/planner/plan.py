@@ -25,7 +25,7 @@ from ..api.validation import InvalidTopology
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
 from ..render.validation import parse_spec
-from .compare import in_sync, stored_spec
+from .compare import in_sync
 from .transition import Phase, transition
 
 FIELD_MANAGER = "apptopology-operator"
@@ -200,9 +200,9 @@ def _writes(
     held by objects that are not ours (guards go elsewhere)."""
     wanted = {p["metadata"]["name"]: p for p in desired}
     rewrite = {n for n, p in wanted.items() if n in owned and not in_sync(p, owned[n])}
-    moves = transition(
-        {n: stored_spec(p.get("spec")) for n, p in owned.items()},
-        {n: stored_spec(p.get("spec")) for n, p in wanted.items()},
+    moves = transition(  # which puts the specs in stored form itself
+        {n: p.get("spec") or {} for n, p in owned.items()},
+        {n: p.get("spec") or {} for n, p in wanted.items()},
         rewrite,
         guard_base=owner.name,
         taken=taken,

@@ -231,16 +231,18 @@ class _Direction:
         self.ports: dict[tuple[str, int, str, int], Port] = {}
 
     def add(self, peers: list[Peer | str] | None, ports: list[Port] | None) -> None:
+        keyed = [(port.key(), port) for port in ports or ()]  # once per call, not per peer and use
         for peer in peers if peers is not None else [None]:
             key = peer if peer is None or isinstance(peer, str) else _canon(peer)
             if isinstance(peer, dict) and key is not None:
                 self.peers[key] = peer
-            if not ports:
+            if not keyed:
                 self.grants[key].add(None)
                 continue
-            for port in ports:
-                self.ports[port.key()] = port
-                self.grants[key].add(port.key())
+            granted = self.grants[key]
+            for port_key, port in keyed:
+                self.ports[port_key] = port
+                granted.add(port_key)
 
     def rules(self, peer_field: str) -> list[dict[str, Any]]:
         """Group peers with identical port sets into one rule; a peer with all ports gets no ``ports``.

@@ -3,13 +3,16 @@ NetworkPolicies show. Every entry point (CLI, operator, import, suggest) parses 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from ..api.spec import MAX_ANNOTATIONS_BYTES, AppTopology
 from ..api.validation import InvalidTopology, Issue, parse_model, spec_document
 from .renderer import render
 
-__all__ = ["InvalidTopology", "Issue", "parse_spec", "parse_topology", "rendered_issues"]
+__all__ = ["InvalidTopology", "Issue", "parse_spec", "parse_topology", "parsed_once", "rendered_issues"]
 
 
 def rendered_issues(topology: AppTopology) -> list[Issue]:
@@ -39,6 +42,36 @@ def parse_topology(doc: Any) -> AppTopology:
     return parse_model(doc, rendered_issues)
 
 
+# Within parsed_once(): (name, namespace, id(spec)) -> (spec, its topology or its issues).
+_PARSED: ContextVar[dict[tuple[str, str | None, int], tuple[Any, AppTopology | list[Issue]]] | None] = ContextVar(
+    "parsed", default=None
+)
+
+
+@contextmanager
+def parsed_once() -> Iterator[None]:
+    """Within the block (on this thread), :func:`parse_spec` of the same spec object is validated once: a
+    reconcile reads its body's spec in several steps, and the largest one takes a third of a second to
+    validate. The spec must not change meanwhile; nothing is kept after the block."""
+    token = _PARSED.set({})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
 def parse_spec(name: str, namespace: str | None, spec: Any) -> AppTopology:
     """Validate a live object's spec (the operator's view: metadata comes from the API server)."""
-    return parse_topology(spec_document(name, namespace, spec))
+    memo = _PARSED.get()
+    if memo is None:
+        return parse_topology(spec_document(name, namespace, spec))
+    key = (name, namespace, id(spec))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not spec:
+        try:
+            hit = memo[key] = (spec, parse_topology(spec_document(name, namespace, spec)))
+        except InvalidTopology as exc:
+            hit = memo[key] = (spec, list(exc.issues))
+    if isinstance(hit[1], list):
+        raise InvalidTopology(hit[1])
+    return hit[1]
