@@ -418,6 +418,11 @@ def namespace_interactions(
     """
     if not topologies:
         return []
+    # Every item is a NetworkPolicy by contract; a LIST's items carry no kind (only the list does), and a
+    # manifest without one is skipped by the parser: the namespace would be judged as empty.
+    policies = [
+        p if p.get("kind") else {**p, "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"} for p in policies
+    ]
     parsed = parse(policies)
     if inventory is None:
         others = [p for p in policies if not any(_own(p, t) for t in topologies)]

@@ -545,3 +545,43 @@ def test_a_revision_renders_once_until_its_facts_guardrails_or_spec_change(
     cluster.update_spec(NS, "shop", {**topology()["spec"], "flows": topology()["spec"]["flows"][:1]})
     reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
     assert len(renders) >= 3 and cluster.writes() != []  # the new revision is rendered and written
+
+
+def _isolated(cluster: FakeCluster) -> tuple[str, str, str]:
+    cond = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
+    return cond["status"], cond["reason"], cond["message"]
+
+
+def test_isolated_follows_other_policies_and_a_restart_rewrites_nothing(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    converged(cluster, reconciler)
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "tenant-deny", "namespace": NS},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+    cluster.put_policy(deny)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert _isolated(cluster)[:2] == ("True", "Alone")  # a deny opens nothing
+    allow = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "tenant-allow", "namespace": NS},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Ingress"], "ingress": [{}]},
+    }
+    cluster.put_policy(allow)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # no spec change, no write: evaluated again
+    status, reason, message = _isolated(cluster)
+    assert (status, reason) == ("False", "OpenedByOthers")
+    assert "-> api" in message and "prod/tenant-allow ingress[0]" in message
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # nothing changed since: not read again
+    assert cluster.calls == []
+    restarted = Reconciler(cluster, now=lambda: "2026-12-01T11:00:00Z", recheck_after=60)
+    restarted.reconcile(NS, "shop", cluster.view(NS, "shop"))  # first sight: evaluated, the same verdict
+    assert ("list", "", False) in cluster.calls and cluster.writes() == []
+    del cluster.policies[(NS, "tenant-allow")]
+    restarted.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert _isolated(cluster)[:2] == ("True", "Alone")

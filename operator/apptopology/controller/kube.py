@@ -81,6 +81,12 @@ def _api_errors() -> Iterator[None]:
         raise ApiError(0, type(exc).__name__, str(exc)) from exc
 
 
+def _as_policy(item: dict[str, Any]) -> dict[str, Any]:
+    """A list item as the object it is (what a GET of it returns)."""
+    item["apiVersion"], item["kind"] = "networking.k8s.io/v1", "NetworkPolicy"
+    return item
+
+
 def _translated(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -117,10 +123,13 @@ class Kube:
 
     @_translated
     def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's NetworkPolicies, as complete objects: the items of a LIST carry no ``kind`` or
+        ``apiVersion`` (only the list does), and a manifest without them is no NetworkPolicy to the evaluator
+        (the Isolated condition once judged an empty namespace)."""
         data = _json(
             self.net.list_namespaced_network_policy(namespace, label_selector=label_selector, _preload_content=False)
         )
-        return list(data.get("items") or [])
+        return [_as_policy(item) for item in data.get("items") or []]
 
     @_translated
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -299,9 +308,7 @@ def cluster_network_policies(namespaces: list[str] | None = None) -> list[dict[s
             responses = [networking.list_network_policy_for_all_namespaces(_preload_content=False)]
     policies: list[dict[str, Any]] = []
     for response in responses:
-        for item in _json(response).get("items") or []:
-            item["apiVersion"], item["kind"] = "networking.k8s.io/v1", "NetworkPolicy"
-            policies.append(item)
+        policies.extend(_as_policy(item) for item in _json(response).get("items") or [])
     return policies
 
 

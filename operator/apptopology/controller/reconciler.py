@@ -166,7 +166,9 @@ class Reconciler:
         self._refused: dict[Key, _Refused] = {}
         # DryRun: the (generation, digests, pods) last asked about and evaluated
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes], int]] = {}
-        self._isolation_at: dict[Key, float] = {}  # when the Isolated condition was last evaluated
+        # When the Isolated condition was last evaluated, and from what: the generation and the count of
+        # the namespace's foreign policy events the cache had seen (View.foreign_changes).
+        self._isolation_at: dict[Key, tuple[float, int, int]] = {}
         # The last render per topology: a resync or an echo of a topology in sync renders nothing again.
         self._rendered: dict[Key, _Rendered] = {}
         self._local = threading.local()  # the view of the reconcile running on this thread
@@ -495,8 +497,11 @@ class Reconciler:
     ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
         """The Isolated condition: whether other policies of the namespace open this topology's pods beyond
         its intent. Without other topologies or policies there, it is known at once; otherwise it is
-        evaluated over the namespace's policies (a LIST) after this topology's own writes, and then once per
-        recheck period (5 minutes), so other topologies' changes show within that period."""
+        evaluated over the namespace's live policies (a LIST): after this topology's own writes, at first
+        sight (a new topology, or every topology after a restart: a verdict stored before may be stale),
+        when another policy of the namespace came, went or changed since the last evaluation (the cache
+        counts their events; the controller queues the namespace's topologies a second after such an event,
+        so a burst costs one evaluation), when the spec changed, and at the latest every recheck period."""
         view: View | None = getattr(self._local, "view", None)
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -505,32 +510,33 @@ class Reconciler:
         others = set(view.names) - set(view.owned)
         if not view.neighbours and not others:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
+        generation = Owner.from_body(body).generation
         last = self._isolation_at.get(key)
-        if last is None:
-            # First sight (a new topology, or every topology after a restart): a restart must not rewrite
-            # statuses, so the stored condition stands until the next period unless this reconcile wrote.
-            self._isolation_at[key] = self.clock()
-            if not fresh:
-                return []
-        elif not fresh and self.clock() - last < self.recheck_after:
-            return []  # keep the condition as it is
+        if (
+            not fresh
+            and last is not None
+            and last[1:] == (generation, view.foreign_changes)
+            and self.clock() - last[0] < self.recheck_after
+        ):
+            return []  # nothing it depends on changed: the condition stays as it is
+        self._isolation_at[key] = (self.clock(), generation, view.foreign_changes)
         if len(view.names) > MAX_ISOLATION_POLICIES:
             # Known from the cache, without a LIST: reading a namespace of 700 policies after every write
             # slowed the 10,000-topology burst to under one reconcile a second.
-            return self._not_evaluated(key, len(view.names))
+            return self._not_evaluated(len(view.names))
         try:
             topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
             policies = self.cluster.list_policies(meta["namespace"])
             if len(policies) > MAX_ISOLATION_POLICIES:
-                return self._not_evaluated(key, len(policies))
+                return self._not_evaluated(len(policies))
             # This topology's own synthesized inventory (its tiers, peers, near misses, the world) is what
             # another policy could open; the other topologies' inventories would multiply the cost.
             inventory = synthesize(topology, self.facts)
             found = namespace_interactions([topology], policies, inventory, self.facts)
         except (InvalidTopology, ApiError) as exc:
             log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+            self._isolation_at.pop(key, None)  # try again next time
             return []
-        self._isolation_at[key] = self.clock()
         if not found:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
         shown = "; ".join(i.line() for i in found[:3])
@@ -544,10 +550,8 @@ class Reconciler:
             )
         ]
 
-    def _not_evaluated(
-        self, key: tuple[str, str], count: int
-    ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
-        self._isolation_at[key] = self.clock()
+    @staticmethod
+    def _not_evaluated(count: int) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
         message = (
             f"{count} NetworkPolicies in the namespace, more than {MAX_ISOLATION_POLICIES}: not evaluated here "
             "(apptopology verify --namespace-mode answers it offline)."

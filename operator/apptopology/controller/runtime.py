@@ -24,12 +24,14 @@ from ..api.guardrail import parse_guardrail
 from ..api.validation import InvalidTopology, parse_spec
 from ..render.facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from . import metrics
-from .cache import Cache, Key, View
+from .cache import Cache, Key, View, controller_name
 from .leader import LeaderElector
 from .queue import WorkQueue
-from .reconciler import ApiError, Outcome, Reconciler
+from .reconciler import MAX_ISOLATION_POLICIES, ApiError, Outcome, Reconciler
 
 log = logging.getLogger("apptopology")
+
+ISOLATION_DELAY = 1.0  # seconds from another policy's event to its namespace's topologies looking again
 
 
 class Seeder(Protocol):
@@ -147,12 +149,29 @@ class Controller:
         self._add(key, urgent=edited and not deleted)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
+        policy = event["object"]
         if event.get("type") == "DELETED":
-            self.cache.drop_policy(event["object"])
+            self.cache.drop_policy(policy)
         else:
-            self.cache.put_policy(event["object"])
-        for key, drift in self.reconciler.expectations.keys_to_reconcile(event):
+            self.cache.put_policy(policy)
+        routed = self.reconciler.expectations.keys_to_reconcile(event)
+        for key, drift in routed:
             self._add(key, urgent=drift)  # drift of what we wrote may have widened it: repaired first
+        self._isolation_changed(policy, {key for key, _ in routed})
+
+    def _isolation_changed(self, policy: Mapping[str, Any], routed: set[Key]) -> None:
+        """Any other policy of a namespace may open its topologies' pods: they look again (the Isolated
+        condition) after ISOLATION_DELAY, one timer per topology, so a burst of events costs one evaluation
+        each. Not the owner of the policy (its own write is evaluated when it writes, its drift is routed
+        already), and not where the condition is not evaluated anyway (more policies than it reads)."""
+        meta = policy.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        if self.queue is None or self.cache.policy_count(namespace) > MAX_ISOLATION_POLICIES + 1:
+            return  # (+1: the count crossing the limit changes the condition too)
+        owner = controller_name(policy)
+        for key in self.cache.topologies_in(namespace):
+            if key not in routed and key[1] != owner:
+                self.queue.add_after(key, ISOLATION_DELAY)
 
     def pod_event(self, event: Mapping[str, Any]) -> None:
         """Pods change what the tiers select: their topologies look again (only when labels, IP or ports
