@@ -49,6 +49,9 @@ class View:
     pods: tuple[Pod, ...] = ()  # of its namespace, and of the namespaces its DNS servers run in
     namespaces: tuple[Namespace, ...] = ()
     neighbours: int = 0  # how many other topologies its namespace has
+    # The other topologies of its namespace: (name, metadata.generation, packed body) each (shared bytes, not
+    # copies): what it renders may depend on theirs (a DNS policy selecting every pod must not open theirs).
+    neighbour_bodies: tuple[tuple[str, object, bytes], ...] = ()
     # Counts the events of the namespace's NetworkPolicies this topology does not own: a change means another
     # policy came, went or changed, so whether they open its pods (the Isolated condition) may have changed.
     foreign_changes: int = 0
@@ -132,6 +135,10 @@ class Bodies(Mapping[Key, dict[str, Any]]):
     def pop(self, key: Key) -> None:
         self._packed.pop(key, None)
         self.needing_facts.discard(key)
+
+    def entry(self, key: Key) -> tuple[object, bytes]:
+        """(metadata.generation, packed body) of ``key``, without decoding it."""
+        return self._packed[key]
 
     def generation(self, key: Key) -> object:
         """The metadata.generation of the body kept for ``key``; None when none is kept."""
@@ -273,14 +280,16 @@ class Cache:
         for namespace in _dns_namespaces(body):
             if namespace != key[0]:
                 pods += self.pods.get(namespace, {}).values()
+        others = sorted(n for n in self._in_namespace.get(key[0], ()) if n != key[1])
         return View(
             body,
             dict(self._owned.get((key[0], uid), {})),
             frozenset(self._names.get(key[0], ())),
             tuple(pods),
             tuple(self.namespaces.values()),
-            len(self._in_namespace.get(key[0], ())) - 1,
-            self._changes.get(key[0], 0) - self._own_changes.get((key[0], uid), 0),
+            neighbours=len(others),
+            neighbour_bodies=tuple((n, *self.topologies.entry((key[0], n))) for n in others),
+            foreign_changes=self._changes.get(key[0], 0) - self._own_changes.get((key[0], uid), 0),
         )
 
     def policy_count(self, namespace: str | None = None) -> int:

@@ -37,7 +37,7 @@ from ..intent import synthesize
 from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import guardrails
 from ..render.facts import OFFLINE, ClusterFacts
-from ..render.renderer import TOPOLOGY_LABEL, resolve_dns
+from ..render.renderer import TOPOLOGY_LABEL, dns_grant, needs_neighbours, neighbours_note, resolve_dns, with_neighbours
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
 
@@ -125,6 +125,9 @@ class _Rendered:
     wanted: dict[str, bytes]
     names: list[str]
     left_out: list[str]
+    # The namespace's other topologies (name, generation) when the rendering depended on them (a DNS policy
+    # for every pod); None when it did not.
+    neighbours: tuple[tuple[str, object], ...] | None = None
 
     def renders(self, uid: str, generation: int, facts: ClusterFacts, rails: tuple[TopologyGuardrail, ...]) -> bool:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
@@ -178,6 +181,13 @@ class Reconciler:
         # The platform's TopologyGuardrails (parsed), likewise replaced whole by the controller.
         self.guardrails: tuple[TopologyGuardrail, ...] = ()
         self.guardrail_errors: tuple[str, ...] = ()  # guardrails that cannot be read: no topology changes
+        # Neighbours: each topology's DNS grant as the others see it (renderer.dns_grant), by the inputs it was
+        # computed from; and the topologies whose rendering depends on their neighbours, by namespace (the
+        # controller queues them when a neighbour changes).
+        self._grants: dict[Key, tuple[object, ClusterFacts, tuple[TopologyGuardrail, ...], object, str | None]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._dependents_lock = threading.Lock()
+        self._neighbour_notes: dict[Key, str] = {}
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
@@ -206,6 +216,9 @@ class Reconciler:
             self._refused.pop(key, None)
             self._rendered.pop(key, None)
             self._isolation_at.pop(key, None)
+            self._grants.pop(key, None)
+            self._neighbour_notes.pop(key, None)
+            self._depends(key, False)
             return Outcome(summary="gone")  # garbage collection removes its policies
         if view is not None:
             fast = self._in_sync(body, view)
@@ -371,15 +384,25 @@ class Reconciler:
         uid, generation = _uid(body), Owner.from_body(body).generation
         facts, rails = self.facts, self.guardrails  # read before rendering: a change meanwhile renders again
         labels = self._namespace_labels(body) if rails else None
+        view: View | None = getattr(self._local, "view", None)
+        neighbours = tuple((n, g) for n, g, _ in view.neighbour_bodies) if view is not None else ()
         last = self._rendered.get(key)
-        if last is not None and last.renders(uid, generation, facts, rails) and last.labels == labels:
+        if (
+            last is not None
+            and last.renders(uid, generation, facts, rails)
+            and last.labels == labels
+            and last.neighbours in (None, neighbours)
+        ):
             return last
+        depended: list[bool] = []
         try:
-            desired, left_out = desired_with_notes(body, facts, self._guard(body))
+            desired, left_out = desired_with_notes(body, facts, self._guard(body, depended))
         except InvalidTopology:
             return None
         names = [str(p["metadata"]["name"]) for p in desired]
-        rendered = _Rendered(uid, generation, facts, rails, labels, digests(desired), names, left_out)
+        rendered = _Rendered(
+            uid, generation, facts, rails, labels, digests(desired), names, left_out, neighbours if depended else None
+        )
         if generation:  # the API server always sets it; without one a revision cannot be told apart
             self._rendered[key] = rendered
         return rendered
@@ -403,7 +426,39 @@ class Reconciler:
             )
         return Outcome(summary=summary) if not outcome.retry else outcome
 
-    def _guard(self, body: Mapping[str, Any]) -> Guard | None:
+    def _guard(self, body: Mapping[str, Any], depended: list[bool] | None = None) -> Guard | None:
+        """What narrows the topology before it renders, for the planner: the guardrails of its namespace,
+        and its neighbours (the namespace's other topologies, from the cache: a DNS policy selecting every
+        pod only when none of them isolates egress with another DNS grant). None: nothing does. Appends to
+        ``depended`` when the rendering depended on the neighbours."""
+        rails = self._rails(body)
+        view: View | None = getattr(self._local, "view", None)
+        if view is None:
+            return rails
+        meta = body["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        neighbours = view.neighbour_bodies
+
+        def narrow(topology: AppTopology, facts: ClusterFacts) -> tuple[AppTopology, ClusterFacts, list[str]]:
+            notes: list[str] = []
+            if rails is not None:
+                topology, facts, notes = rails(topology, facts)
+            dependent = needs_neighbours(topology, facts)
+            self._depends(key, dependent)
+            if dependent:
+                if depended is not None:
+                    depended.append(True)
+                facts = with_neighbours(topology, self._neighbour_grants(key[0], neighbours), facts)
+            note = neighbours_note(topology, facts)
+            if note is None:
+                self._neighbour_notes.pop(key, None)
+            else:
+                self._neighbour_notes[key] = note
+            return topology, facts, notes
+
+        return narrow
+
+    def _rails(self, body: Mapping[str, Any]) -> Guard | None:
         """The guardrails of the topology's namespace, bound for the planner (None: none applies)."""
         rails = self.guardrails
         if not rails:
@@ -422,6 +477,62 @@ class Reconciler:
             )
 
         return narrow
+
+    def _neighbour_grants(self, namespace: str, neighbours: Sequence[tuple[str, object, bytes]]) -> list[str | None]:
+        """The DNS grant of each neighbour as it is enforced (its spec narrowed by the guardrails; None in
+        DryRun, which isolates nothing; "?" when its spec does not parse: what it still enforces is not
+        known here, so it matches no grant). Kept per neighbour until its generation, the facts, the
+        guardrails or the namespace's labels change."""
+        facts, rails = self.facts, self.guardrails
+        labels = self._namespace_labels({"metadata": {"namespace": namespace}}) if rails else None
+        grants = []
+        for name, generation, packed in neighbours:
+            key = (namespace, name)
+            memo = self._grants.get(key)
+            if (
+                memo is not None
+                and memo[0] == generation
+                and memo[1] is facts
+                and memo[2] is rails
+                and memo[3] == labels
+            ):
+                grants.append(memo[4])
+                continue
+            body = unpack(packed)
+            spec = body.get("spec")
+            grant: str | None
+            if isinstance(spec, dict) and spec.get("enforcement") == "DryRun":
+                grant = None
+            else:
+                try:
+                    topology = parse_spec(name, namespace, spec)
+                except InvalidTopology:
+                    grant = "?"
+                else:
+                    guard, own_facts = self._rails(body), facts
+                    if guard is not None:
+                        topology, own_facts, _ = guard(topology, own_facts)
+                    grant = dns_grant(topology, own_facts)
+            if generation:
+                self._grants[key] = (generation, facts, rails, labels, grant)
+            grants.append(grant)
+        return grants
+
+    def _depends(self, key: Key, dependent: bool) -> None:
+        with self._dependents_lock:
+            names = self._dependents.get(key[0])
+            if dependent:
+                self._dependents.setdefault(key[0], set()).add(key[1])
+            elif names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self._dependents[key[0]]
+
+    def dependents(self, namespace: str) -> list[Key]:
+        """The topologies of ``namespace`` whose rendering depends on the others there (for the controller,
+        on the event loop)."""
+        with self._dependents_lock:
+            return [(namespace, n) for n in sorted(self._dependents.get(namespace, ()))]
 
     def _namespace_labels(self, body: Mapping[str, Any]) -> dict[str, str]:
         """The labels of the topology's namespace, from the cache (its name label without one)."""
@@ -571,12 +682,16 @@ class Reconciler:
             return {"tiers": None, "podCount": None, "warningCount": None, "warnings": None}
         report = diagnose(topology, view.pods, view.namespaces)
         dns = resolve_dns(topology, self.facts) if topology.spec.dns.discover else None
+        warnings = list(report.warnings)
+        note = self._neighbour_notes.get((meta["namespace"], meta["name"]))
+        if note is not None:
+            warnings.append(note)
         return {
             "dns": dns.text() if dns is not None else None,
             "tiers": [t.to_status() for t in report.tiers],
             "podCount": report.pods,
-            "warningCount": report.warning_count,
-            "warnings": list(report.warnings) or None,
+            "warningCount": report.warning_count + (note is not None),
+            "warnings": warnings or None,
         }
 
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:

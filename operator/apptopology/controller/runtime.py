@@ -147,6 +147,11 @@ class Controller:
             # The first topology that needs cluster facts: read them now rather than at the next interval.
             self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
         self._add(key, urgent=edited and not deleted)  # DELETED too: the reconcile forgets it
+        if deleted or not known or edited:
+            # What its neighbours render may depend on it (a DNS policy for every pod of the namespace).
+            for other in self.reconciler.dependents(key[0]):
+                if other != key:
+                    self._add(other, urgent=True)  # it may be opening the new or changed topology's pods
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
         policy = event["object"]
@@ -280,6 +285,8 @@ class Controller:
             log.info("cluster facts: %s", "; ".join(describe_facts(facts)) or "none")
             for key in needing:
                 self._add(key)
+                for other in self.reconciler.dependents(key[0]):  # their neighbour's DNS may have changed
+                    self._add(other)
 
     async def _follow_facts(self) -> None:
         while True:
