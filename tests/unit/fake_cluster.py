@@ -140,13 +140,14 @@ class FakeCluster:
         if not dry_run:
             del self.policies[(namespace, name)]
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         self._check("status", name, False)
         body = self.topologies[(namespace, name)]
         if resource_version and body["metadata"]["resourceVersion"] != resource_version:
             raise ApiError(409, "Conflict", "the object has been modified")
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(dict(status))}
         body["metadata"]["resourceVersion"] = str(next(self._ids))
+        return str(body["metadata"]["resourceVersion"])
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check("event", topology["metadata"]["name"], False)

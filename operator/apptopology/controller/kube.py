@@ -172,7 +172,7 @@ class Kube:
                 raise
 
     @_translated
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         metrics.API_WRITES.labels("status", "false").inc()
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
@@ -188,7 +188,7 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        _done(response)
+        return str((_json(response).get("metadata") or {}).get("resourceVersion") or "")
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

@@ -17,6 +17,7 @@ faked in the unit tests).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -80,7 +81,9 @@ class Cluster(Protocol):
         """Delete (with a UID precondition when given); an object already gone is not an error."""
         ...
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
+        """Write the status subresource (precondition: ``resource_version``); the object's new resourceVersion."""
+        ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -135,10 +138,21 @@ class _Rendered:
 
 @dataclass(frozen=True)
 class _Refused:
-    """An attempt that failed half way: the same state is not tried again before ``until``."""
+    """An attempt that failed half way: the same state is not tried again before ``until``.
+
+    The same state: the same revision (generation) over the same owned policies, and the topology object
+    as it was then, or as our own status writes since left it (``versions``). A resourceVersion of the
+    object that is neither is someone's change (``kubectl annotate`` retries at once). The first version
+    compared the resourceVersion alone, so a status write after each attempt (its message quoting the
+    API server's, which may differ every time) made every next attempt look new: 140 in 20 s.
+    """
 
     fingerprint: str
     until: float
+    versions: frozenset[str] = frozenset()
+
+    def holds(self, fingerprint: str, version: str, now: float) -> bool:
+        return fingerprint == self.fingerprint and version in self.versions and now < self.until
 
 
 class Reconciler:
@@ -256,7 +270,7 @@ class Reconciler:
         if result.writes:
             fingerprint = _fingerprint(body, result)
             earlier = self._refused.get(key)
-            if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
+            if earlier is not None and earlier.holds(fingerprint, _version(body), self.clock()):
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
             # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
@@ -273,7 +287,7 @@ class Reconciler:
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
                 pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
-                self._refused[key] = _Refused(fingerprint, self.clock() + pause)
+                self._refused[key] = _Refused(fingerprint, self.clock() + pause, frozenset({_version(body)}))
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             if _observed(body):
@@ -294,12 +308,19 @@ class Reconciler:
         meta = body["metadata"]
         namespace, key = meta["namespace"], (meta["namespace"], meta["name"])
         self.expectations.set(key, {})  # no policy wanted: events of our removals need nothing
+        # Two real states: what was enforced before the dry run is not something to restore when enforcing
+        # again fails (that ends with nothing enforced, as in DryRun).
+        self._last_good.pop(key, None)
         if result.writes:
-            failure = self._write(namespace, result.writes, _uids(result.owned.values()))
+            left = _uids(result.owned.values())
+            failure = self._write(namespace, result.writes, left)
             if failure is not None:
                 write, exc = failure
-                message = f"Removing NetworkPolicy {write.name} for the dry run failed: {exc.brief()}."
-                return self._report(body, Reason.APPLY_FAILED, message, list(result.owned), retry=True)
+                message = (
+                    f"Removing NetworkPolicy {write.name} for the dry run failed: {exc.brief()}. "
+                    f"{len(left)} policies are still enforced; retrying."
+                )
+                return self._report(body, Reason.APPLY_FAILED, message, sorted(left), retry=True)
             self._event(
                 body,
                 "Warning",
@@ -580,17 +601,20 @@ class Reconciler:
         refused, and whether restoring worked."""
         namespace = body["metadata"]["namespace"]
         what = f"Writing NetworkPolicy {write.name} failed: {exc.brief()}."
+        previous = self._previous(body, result)
         try:
-            back = restore(body, self._previous(body, result), self.cluster.list_policies(namespace))
+            back = restore(body, previous, self.cluster.list_policies(namespace))
             failure = self._write(namespace, back.writes, _uids(back.owned.values()))
         except ApiError as again:
             failure = (write, again)
         if failure is None:
-            message = f"{what} The previous revision was restored ({len(result.owned)} policies)."
+            if previous:
+                message = f"{what} The previous revision was restored ({len(previous)} policies)."
+            else:
+                # A first revision, or the first after DryRun: there is no previous one to put back.
+                message = f"{what} What was written of this revision was removed: nothing is enforced, as before."
             log.warning("%s/%s: %s", namespace, body["metadata"]["name"], message)
-            return self._report(
-                body, Reason.APPLY_FAILED, message, list(result.owned), retry=exc.transient, requeue=True
-            )
+            return self._report(body, Reason.APPLY_FAILED, message, sorted(previous), retry=exc.transient, requeue=True)
         # Restoring failed too (the API server is likely unavailable). The write order still guarantees the
         # namespace allows no more than the old or the new revision; the retry finishes the job.
         message = f"{what} Restoring the previous revision failed too: {failure[1].brief()}. Retrying."
@@ -746,7 +770,12 @@ class Reconciler:
                 status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
             )
         if status_changed(body.get("status"), status):
-            self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
+            version = self.cluster.patch_status(meta["namespace"], meta["name"], status, _version(body))
+            key = (str(meta["namespace"]), str(meta["name"]))
+            refused = self._refused.get(key)
+            if refused is not None and _version(body) in refused.versions and version:
+                # Our own write: the topology is as it was when the attempt was refused.
+                self._refused[key] = dataclasses.replace(refused, versions=refused.versions | {version})
             if reason is not Reason.RECONCILED:
                 self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
@@ -773,10 +802,14 @@ def _observed(body: Mapping[str, Any]) -> bool:
 
 
 def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
-    """What an attempt depends on: the topology's revision (resourceVersion: a user can retry by touching
-    it) and the owned policies as they are now."""
-    state = [body["metadata"].get("resourceVersion"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
+    """What an attempt depends on besides the object's resourceVersion (see :class:`_Refused`): the
+    topology's revision and the owned policies as they are now."""
+    state = [body["metadata"].get("generation"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _version(body: Mapping[str, Any]) -> str:
+    return str(body["metadata"].get("resourceVersion", ""))
 
 
 def _by_name(policies: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
