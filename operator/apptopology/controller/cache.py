@@ -292,6 +292,10 @@ class Cache:
             foreign_changes=self._changes.get(key[0], 0) - self._own_changes.get((key[0], uid), 0),
         )
 
+    def policy_keys(self) -> Iterator[tuple[str, str]]:
+        """(namespace, name) of every NetworkPolicy held."""
+        return iter(list(self._owner_of))
+
     def policy_count(self, namespace: str | None = None) -> int:
         """Policies of the cluster, or of one namespace."""
         if namespace is not None:

@@ -219,28 +219,35 @@ class Kube:
         _done(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))
 
     def list_all(self, kind: str, page: int = 500) -> Iterator[dict[str, Any]]:
-        """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces) in the cluster, page by
-        page (memory stays one page)."""
+        """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces, topologyguardrails) in the
+        cluster, page by page (memory stays one page)."""
         token: str | None = None
         while True:
             with _api_errors():
-                if kind in ("apptopologies", "topologyguardrails"):
-                    plural = PLURAL if kind == "apptopologies" else "topologyguardrails"
-                    response = self.custom.list_cluster_custom_object(
-                        API_GROUP, API_VERSION, plural, limit=page, _continue=token, _preload_content=False
-                    )
-                else:
-                    calls: dict[str, Callable[..., Any]] = {
-                        "networkpolicies": self.net.list_network_policy_for_all_namespaces,
-                        "pods": self.core.list_pod_for_all_namespaces,
-                        "namespaces": self.core.list_namespace,
-                    }
-                    response = calls[kind](limit=page, _continue=token, _preload_content=False)
-                data = _json(response)
+                data = _json(self._list_page(kind, page, token))
             yield from data.get("items") or []
             token = (data.get("metadata") or {}).get("continue")
             if not token:
                 return
+
+    def probe(self, kind: str) -> None:
+        """One cheap LIST (a single item) of ``kind`` across the cluster: raises ApiError when it is refused
+        (the operator's RBAC changed: the watch of that kind is refused too)."""
+        with _api_errors():
+            _done(self._list_page(kind, 1, None))
+
+    def _list_page(self, kind: str, limit: int, token: str | None) -> Any:
+        if kind in ("apptopologies", "topologyguardrails"):
+            plural = PLURAL if kind == "apptopologies" else "topologyguardrails"
+            return self.custom.list_cluster_custom_object(
+                API_GROUP, API_VERSION, plural, limit=limit, _continue=token, _preload_content=False
+            )
+        calls: dict[str, Callable[..., Any]] = {
+            "networkpolicies": self.net.list_network_policy_for_all_namespaces,
+            "pods": self.core.list_pod_for_all_namespaces,
+            "namespaces": self.core.list_namespace,
+        }
+        return calls[kind](limit=limit, _continue=token, _preload_content=False)
 
     def read_facts(self, wanted: WantedObjects) -> ClusterFacts:
         """The cluster facts rendering needs, read with namespaced requests only (see cluster_facts_manifests)."""

@@ -28,6 +28,7 @@ class Options:
     lease_namespace: str | None = None
     lease_name: str = "apptopology-operator"
     facts_interval: float = 30.0
+    access_interval: float = 5.0
 
 
 class SharedMemo(kopf.Memo):
@@ -95,6 +96,7 @@ def run_operator(options: Options) -> int:
         seeder=kube,
         facts=kube,
         facts_interval=options.facts_interval,
+        access_interval=options.access_interval,
     )
     if options.metrics_port is not None:
         metrics.serve(options.metrics_port)

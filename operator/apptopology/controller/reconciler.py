@@ -111,6 +111,8 @@ _SUMMARY = {
     Reason.INVALID_SPEC: "invalid",
     Reason.NAME_CONFLICT: "conflict",
     Reason.APPLY_FAILED: "refused",
+    Reason.GUARDRAILS_UNREADABLE: "forbidden",
+    Reason.PERMISSION_DENIED: "forbidden",
 }
 
 
@@ -195,6 +197,9 @@ class Reconciler:
         # The platform's TopologyGuardrails (parsed), likewise replaced whole by the controller.
         self.guardrails: tuple[TopologyGuardrail, ...] = ()
         self.guardrail_errors: tuple[str, ...] = ()  # guardrails that cannot be read: no topology changes
+        # What the operator may no longer read (its RBAC changed), kind -> the refusal; set whole by the
+        # controller, which watches and probes: what the cache holds of those kinds is not current.
+        self.unreadable: Mapping[str, str] = {}
         # Neighbours: each topology's DNS grant as the others see it (renderer.dns_grant), by the inputs it was
         # computed from; and the topologies whose rendering depends on their neighbours, by namespace (the
         # controller queues them when a neighbour changes).
@@ -214,6 +219,8 @@ class Reconciler:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
                 outcome = Outcome(retry=True, summary="failed")
+            elif exc.status in (401, 403):
+                outcome = self._forbidden(namespace, name, view, exc)
             else:
                 log.error("%s/%s: %s", namespace, name, exc.brief())
                 outcome = Outcome(requeue_after=self.recheck_after, summary="failed")
@@ -234,19 +241,21 @@ class Reconciler:
             self._neighbour_notes.pop(key, None)
             self._depends(key, False)
             return Outcome(summary="gone")  # garbage collection removes its policies
-        if view is not None:
-            fast = self._in_sync(body, view)
-            if fast is not None:
-                return fast
-        if self.guardrail_errors:
-            # Fail closed: which namespaces an unreadable guardrail selects is unknown, so nothing changes.
+        unknown = self._guardrails_unknown()
+        if unknown is not None:
+            # Fail closed: which guardrails apply is unknown, so nothing changes, in sync or not (a guardrail
+            # we cannot see may forbid what is enforced); Ready says so.
             return self._report(
                 body,
-                Reason.GUARDRAIL_VIOLATION,
-                "No change is applied while a TopologyGuardrail cannot be read: " + "; ".join(self.guardrail_errors),
+                Reason.GUARDRAILS_UNREADABLE,
+                unknown,
                 sorted(view.owned) if view is not None else [],
                 requeue=True,
             )
+        if view is not None and "networkpolicies" not in self.unreadable:  # else the cache is not current
+            fast = self._in_sync(body, view)
+            if fast is not None:
+                return fast
         live, others = self._live(namespace, name, view)
         guard = self._guard(body)
         result = plan(body, live, others, self.facts, guard)
@@ -301,6 +310,36 @@ class Reconciler:
                 f"(generation {Owner.from_body(body).generation})",
             )
         return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync", result.left_out)
+
+    def _guardrails_unknown(self) -> str | None:
+        """Why the guardrails that apply are unknown (None: they are known)."""
+        if self.guardrail_errors:
+            return "No change is applied while a TopologyGuardrail cannot be read: " + "; ".join(self.guardrail_errors)
+        if "topologyguardrails" in self.unreadable:
+            return (
+                "No change is applied while the TopologyGuardrails cannot be read: "
+                f"{self.unreadable['topologyguardrails']}"
+            )
+        if "namespaces" in self.unreadable and self.guardrails:
+            return (
+                "No change is applied while the namespaces cannot be read (their labels decide which "
+                f"TopologyGuardrails apply): {self.unreadable['namespaces']}"
+            )
+        return None
+
+    def _forbidden(self, namespace: str, name: str, view: View | None, exc: ApiError) -> Outcome:
+        """A read the operator may no longer make (its RBAC changed): nothing changes, and Ready says which
+        request was refused (if status can still be written)."""
+        body = view.body if view is not None else None
+        message = f"No change is applied: the operator may not read what it needs: {exc.brief()}"
+        log.error("%s/%s: %s", namespace, name, message)
+        if body is None:
+            return Outcome(requeue_after=self.recheck_after, summary="forbidden")
+        try:
+            self._report(body, Reason.PERMISSION_DENIED, message, sorted(view.owned) if view is not None else [])
+        except ApiError as again:
+            log.error("%s/%s: status not written either: %s", namespace, name, again.brief())
+        return Outcome(requeue_after=self.recheck_after, summary="forbidden")
 
     def _dry_run_mode(self, body: dict[str, Any], result: Plan) -> Outcome:
         """spec.enforcement DryRun: remove what this topology enforced (if it did), ask the API server about
@@ -668,9 +707,16 @@ class Reconciler:
             # another policy could open; the other topologies' inventories would multiply the cost.
             inventory = synthesize(topology, self.facts)
             found = namespace_interactions([topology], policies, inventory, self.facts)
-        except (InvalidTopology, ApiError) as exc:
-            log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+        except ApiError as exc:
             self._isolation_at.pop(key, None)  # try again next time
+            if exc.status in (401, 403):
+                text = f"The namespace's NetworkPolicies cannot be read: {exc.brief()}"
+                return [(ConditionType.ISOLATED, "Unknown", Reason.NOT_EVALUATED, text[:MAX_MESSAGE])]
+            log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+            return []
+        except InvalidTopology as exc:
+            log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+            self._isolation_at.pop(key, None)
             return []
         if not found:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
@@ -706,16 +752,19 @@ class Reconciler:
             return {"tiers": None, "podCount": None, "warningCount": None, "warnings": None}
         report = diagnose(topology, view.pods, view.namespaces)
         dns = resolve_dns(topology, self.facts) if topology.spec.dns.discover else None
-        warnings = list(report.warnings)
+        own = list(report.warnings)
         note = self._neighbour_notes.get((meta["namespace"], meta["name"]))
         if note is not None:
-            warnings.append(note)
+            own.append(note)
+        for kind, what in (("pods", "the tiers' pods and their warnings"), ("namespaces", "namespace warnings")):
+            if kind in self.unreadable:
+                own.append(f"{kind} cannot be read, {what} are as last seen: {self.unreadable[kind]}"[:MAX_MESSAGE])
         return {
             "dns": dns.text() if dns is not None else None,
             "tiers": [t.to_status() for t in report.tiers],
             "podCount": report.pods,
-            "warningCount": report.warning_count + (note is not None),
-            "warnings": warnings or None,
+            "warningCount": report.warning_count + len(own) - len(report.warnings),
+            "warnings": own or None,
         }
 
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
