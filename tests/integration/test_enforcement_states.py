@@ -20,6 +20,7 @@ import yaml
 from harness import Cluster, ControlPlane, Operator, load_example, wait_for
 from test_fail_closed import _deny_internet_egress, _dry_run, _quota, next_revision
 from test_operator import wait_ready
+from truth import assert_truthful
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +57,7 @@ def test_a_refusal_on_the_way_out_of_dry_run_leaves_nothing_enforced(
     generation = cluster.patch_spec(namespace, "shop", dry)["metadata"]["generation"]
     ready(cluster, namespace, generation, "False")
     wait_for(lambda: owned(cluster, namespace, uid) == {}, what="the dry run enforces nothing")
+    assert_truthful(cluster, namespace)
     # The quota has room for the first two writes only; admission refuses v2's api egress to 0.0.0.0/0.
     lift: Callable[[], Any] = (
         _quota(controlplane, namespace, 2) if refusal == "quota" else _deny_internet_egress(controlplane, namespace)
@@ -71,6 +73,7 @@ def test_a_refusal_on_the_way_out_of_dry_run_leaves_nothing_enforced(
         assert obj is not None and (obj["status"].get("policies") or []) == [], obj["status"]
         cond = cluster.ready(namespace, "shop")
         assert cond is not None and "nothing is enforced" in cond["message"], cond
+        assert_truthful(cluster, namespace)
     finally:
         lift()
 
@@ -159,5 +162,6 @@ def test_a_refused_attempt_is_not_repeated_when_the_message_changes(
         print(f"{len(attempts)} attempts, {len(writes)} policy writes in 10 s after the refusal")
         assert len(attempts) == 1, [(w["verb"], w["objectRef"].get("name")) for w in writes]
         assert {n: p["spec"] for n, p in owned(cluster, namespace, uid).items()} == before
+        assert_truthful(cluster, namespace)
     finally:
         lift()

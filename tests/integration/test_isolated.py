@@ -15,6 +15,7 @@ import pytest
 from harness import Cluster, ControlPlane, Operator, load_example, wait_for
 from kubernetes import client
 from test_operator import wait_ready
+from truth import assert_truthful
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +57,7 @@ def test_alone(cluster: Cluster, running_operator: Operator, namespace: str) -> 
     wait_ready(cluster, namespace, "shop")
     cond = wait_isolated(cluster, namespace, "True")
     assert cond["reason"] == "Alone"
+    assert_truthful(cluster, namespace)
 
 
 def test_a_benign_foreign_deny_is_still_alone(

@@ -15,6 +15,7 @@ import pytest
 from harness import ROOT, Cluster, ControlPlane, Operator, load_example, wait_for
 from kubernetes import client
 from test_operator import wait_ready
+from truth import assert_truthful
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +101,7 @@ def test_guardrails_unreadable_at_runtime_fail_closed_and_converge(
             )
             custom.create_cluster_custom_object("apptopology.io", "v1alpha1", "topologyguardrails", rail)
             assert cluster.policies(namespace) == before
+            assert_truthful(cluster, namespace)
         # The permission returns: the guardrail is enforced, the edit applied.
         cond = condition(cluster, namespace, "GuardrailViolation")
         assert rail["metadata"]["name"] in cond["message"]
@@ -126,6 +128,7 @@ def test_a_restart_without_the_permission_starts_and_fails_closed(
         assert running_operator.healthy()
     wait_ready(cluster, namespace, "shop", timeout=SECONDS)
     assert backoffice(cluster, namespace)
+    assert_truthful(cluster, namespace)
 
 
 def test_policies_unreadable_are_reported(
@@ -138,3 +141,4 @@ def test_policies_unreadable_are_reported(
         assert cond["status"] == "False" and "networkpolicies" in cond["message"], cond
         assert running_operator.healthy()
     wait_ready(cluster, namespace, "shop", timeout=SECONDS)
+    assert_truthful(cluster, namespace)
