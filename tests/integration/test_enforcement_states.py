@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 from harness import Cluster, ControlPlane, Operator, load_example, wait_for
-from test_fail_closed import _deny_internet_egress, _dry_run, _quota, next_revision
+from test_fail_closed import _deny_internet_egress, _dry_run, _quota, admission_policy, next_revision
 from test_operator import wait_ready
 from truth import assert_truthful
 
@@ -82,41 +81,11 @@ def _refuse_cache_policies_with_a_varying_message(cp: ControlPlane, namespace: s
     """A platform rule that refuses real (not dry-run) writes of `*.tier-cache`, quoting the object's UID:
     a refusal half way whose message differs at every attempt."""
     name = f"no-cache-{namespace}"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["networking.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["networkpolicies"],
-                    }
-                ]
-            },
-            "validations": [
-                {
-                    "expression": "request.dryRun == true || !object.metadata.name.endsWith('.tier-cache')",
-                    "messageExpression": "'no cache tier here (object ' + string(object.metadata.uid) + ')'",
-                }
-            ],
-        },
+    validation = {
+        "expression": "request.dryRun == true || !object.metadata.name.endsWith('.tier-cache')",
+        "messageExpression": "'no cache tier here (object ' + string(object.metadata.uid) + ')'",
     }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
-        },
-    }
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([policy, binding]))
+    admission_policy(cp, namespace, name, validation)
     probe = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -131,7 +100,11 @@ def _refuse_cache_policies_with_a_varying_message(cp: ControlPlane, namespace: s
         return created.returncode != 0
 
     wait_for(refused, what="admission policy in effect")
-    return lambda: cp.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name)
+
+    def lift() -> None:
+        cp.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name)
+
+    return lift
 
 
 def test_a_refused_attempt_is_not_repeated_when_the_message_changes(

@@ -150,6 +150,7 @@ def test_the_operator_renders_beside_its_neighbours_and_follows_them() -> None:
     import asyncio
 
     from fake_cluster import FakeCluster
+    from test_runtime import drain
 
     from apptopology.controller.queue import WorkQueue
     from apptopology.controller.reconciler import Reconciler
@@ -189,11 +190,6 @@ def test_the_operator_renders_beside_its_neighbours_and_follows_them() -> None:
         controller.queue = WorkQueue()
         controller.cache.put_topology(a)
         controller.topology_event(event)
-        out = []
-        while len(controller.queue):
-            key, _ = await controller.queue.get()
-            out.append(key[1])
-            controller.queue.done(key)
-        return out
+        return await drain(controller.queue)
 
     assert asyncio.run(queued({"type": "ADDED", "object": b})) == ["a", "b"]  # a first: urgent
