@@ -38,7 +38,7 @@ from ..intent import synthesize
 from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import guardrails
 from ..render.facts import OFFLINE, ClusterFacts
-from ..render.renderer import TOPOLOGY_LABEL, dns_grant, needs_neighbours, neighbours_note, resolve_dns, with_neighbours
+from ..render.renderer import TOPOLOGY_LABEL, dns_grant, needs_neighbours, neighbours_note, resolve_dns
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
 
@@ -130,9 +130,10 @@ class _Rendered:
     wanted: dict[str, bytes]
     names: list[str]
     left_out: list[str]
-    # The namespace's other topologies (name, generation) when the rendering depended on them (a DNS policy
-    # for every pod); None when it did not.
-    neighbours: tuple[tuple[str, object], ...] | None = None
+    # When the rendering depended on the neighbours (a DNS policy for every pod): its own DNS grant, and
+    # whether the neighbours' grants allowed that policy; None when it did not depend on them.
+    own_grant: str | None = None
+    dns_shared: bool | None = None
 
     def renders(self, uid: str, generation: int, facts: ClusterFacts, rails: tuple[TopologyGuardrail, ...]) -> bool:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
@@ -204,7 +205,8 @@ class Reconciler:
         # computed from; and the topologies whose rendering depends on their neighbours, by namespace (the
         # controller queues them when a neighbour changes).
         self._grants: dict[Key, tuple[object, ClusterFacts, tuple[TopologyGuardrail, ...], object, str | None]] = {}
-        self._dependents: dict[str, set[str]] = {}
+        self._dependents: dict[str, dict[str, str | None]] = {}  # namespace -> name -> its own grant
+        self._grant_changes: list[tuple[str, str | None, str | None]] = []  # (namespace, before, after)
         self._dependents_lock = threading.Lock()
         self._neighbour_notes: dict[Key, str] = {}
 
@@ -237,9 +239,12 @@ class Reconciler:
             self._refused.pop(key, None)
             self._rendered.pop(key, None)
             self._isolation_at.pop(key, None)
-            self._grants.pop(key, None)
+            gone = self._grants.pop(key, None)
+            if gone is not None and gone[4] is not None:
+                with self._dependents_lock:
+                    self._grant_changes.append((key[0], gone[4], None))
             self._neighbour_notes.pop(key, None)
-            self._depends(key, False)
+            self._depends(key, None)
             return Outcome(summary="gone")  # garbage collection removes its policies
         unknown = self._guardrails_unknown()
         if unknown is not None:
@@ -445,24 +450,22 @@ class Reconciler:
         facts, rails = self.facts, self.guardrails  # read before rendering: a change meanwhile renders again
         labels = self._namespace_labels(body) if rails else None
         view: View | None = getattr(self._local, "view", None)
-        neighbours = tuple((n, g) for n, g, _ in view.neighbour_bodies) if view is not None else ()
         last = self._rendered.get(key)
         if (
             last is not None
             and last.renders(uid, generation, facts, rails)
             and last.labels == labels
-            and last.neighbours in (None, neighbours)
+            and (last.dns_shared is None or self._dns_shared(key[0], last.own_grant, view) == last.dns_shared)
         ):
             return last
-        depended: list[bool] = []
+        depended: list[tuple[str | None, bool]] = []
         try:
             desired, left_out = desired_with_notes(body, facts, self._guard(body, depended))
         except InvalidTopology:
             return None
         names = [str(p["metadata"]["name"]) for p in desired]
-        rendered = _Rendered(
-            uid, generation, facts, rails, labels, digests(desired), names, left_out, neighbours if depended else None
-        )
+        own, shared = depended[-1] if depended else (None, None)
+        rendered = _Rendered(uid, generation, facts, rails, labels, digests(desired), names, left_out, own, shared)
         if generation:  # the API server always sets it; without one a revision cannot be told apart
             self._rendered[key] = rendered
         return rendered
@@ -486,29 +489,38 @@ class Reconciler:
             )
         return Outcome(summary=summary) if not outcome.retry else outcome
 
-    def _guard(self, body: Mapping[str, Any], depended: list[bool] | None = None) -> Guard | None:
+    def _guard(self, body: Mapping[str, Any], depended: list[tuple[str | None, bool]] | None = None) -> Guard | None:
         """What narrows the topology before it renders, for the planner: the guardrails of its namespace,
         and its neighbours (the namespace's other topologies, from the cache: a DNS policy selecting every
-        pod only when none of them isolates egress with another DNS grant). None: nothing does. Appends to
-        ``depended`` when the rendering depended on the neighbours."""
+        pod only when none of them isolates egress with another DNS grant). None: nothing does. Appends
+        (its own grant, whether the neighbours allowed the policy) to ``depended`` when the rendering
+        depended on the neighbours. Notes the topology's own DNS grant as its neighbours see it: a change
+        queues the neighbours it may concern (:meth:`take_neighbour_changes`)."""
         rails = self._rails(body)
         view: View | None = getattr(self._local, "view", None)
         if view is None:
             return rails
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
-        neighbours = view.neighbour_bodies
+        spec = body.get("spec")
+        enforced = not (isinstance(spec, dict) and spec.get("enforcement") == "DryRun")
+        generation, facts_now, rails_now = Owner.from_body(body).generation, self.facts, self.guardrails
+        labels = self._namespace_labels(body) if rails_now else None
 
         def narrow(topology: AppTopology, facts: ClusterFacts) -> tuple[AppTopology, ClusterFacts, list[str]]:
             notes: list[str] = []
             if rails is not None:
                 topology, facts, notes = rails(topology, facts)
+            own = dns_grant(topology, facts) if enforced else None
+            self._note_grant(key, (generation, facts_now, rails_now, labels, own))
             dependent = needs_neighbours(topology, facts)
-            self._depends(key, dependent)
+            self._depends(key, own if dependent else None, dependent)
             if dependent:
+                shared = self._dns_shared(key[0], own, view)
                 if depended is not None:
-                    depended.append(True)
-                facts = with_neighbours(topology, self._neighbour_grants(key[0], neighbours), facts)
+                    depended.append((own, shared))
+                if not shared:
+                    facts = dataclasses.replace(facts, dns_for_every_pod=False)
             note = neighbours_note(topology, facts)
             if note is None:
                 self._neighbour_notes.pop(key, None)
@@ -517,6 +529,33 @@ class Reconciler:
             return topology, facts, notes
 
         return narrow
+
+    def _dns_shared(self, namespace: str, own: str | None, view: View | None) -> bool:
+        """Whether every neighbour in ``view`` grants ``own`` DNS or isolates no egress (renderer.dns_for_every_pod)."""
+        neighbours = view.neighbour_bodies if view is not None else ()
+        return all(g is None or g == own for g in self._neighbour_grants(namespace, neighbours))
+
+    def _note_grant(
+        self, key: Key, memo: tuple[object, ClusterFacts, tuple[TopologyGuardrail, ...], object, str | None]
+    ) -> None:
+        before = self._grants.get(key)
+        if generation_known := bool(memo[0]):
+            self._grants[key] = memo
+        if generation_known and (before[4] if before is not None else None) != memo[4]:
+            with self._dependents_lock:
+                self._grant_changes.append((key[0], before[4] if before is not None else None, memo[4]))
+
+    def take_neighbour_changes(self) -> list[Key]:
+        """The topologies to render again because a neighbour's DNS grant changed in a way that may flip
+        their DNS policy (for the controller, after each reconcile); each once."""
+        with self._dependents_lock:
+            changes, self._grant_changes = self._grant_changes, []
+            out: dict[Key, None] = {}
+            for namespace, before, after in changes:
+                for name, own in sorted(self._dependents.get(namespace, {}).items()):
+                    if before not in (None, own) or after not in (None, own):
+                        out[(namespace, name)] = None
+            return list(out)
 
     def _rails(self, body: Mapping[str, Any]) -> Guard | None:
         """The guardrails of the topology's namespace, bound for the planner (None: none applies)."""
@@ -573,18 +612,17 @@ class Reconciler:
                     if guard is not None:
                         topology, own_facts, _ = guard(topology, own_facts)
                     grant = dns_grant(topology, own_facts)
-            if generation:
-                self._grants[key] = (generation, facts, rails, labels, grant)
+            self._note_grant(key, (generation, facts, rails, labels, grant))
             grants.append(grant)
         return grants
 
-    def _depends(self, key: Key, dependent: bool) -> None:
+    def _depends(self, key: Key, own: str | None, dependent: bool = False) -> None:
         with self._dependents_lock:
             names = self._dependents.get(key[0])
             if dependent:
-                self._dependents.setdefault(key[0], set()).add(key[1])
+                self._dependents.setdefault(key[0], {})[key[1]] = own
             elif names is not None:
-                names.discard(key[1])
+                names.pop(key[1], None)
                 if not names:
                     del self._dependents[key[0]]
 

@@ -265,11 +265,6 @@ class Controller:
             # The first topology that needs cluster facts: read them now rather than at the next interval.
             self._tasks.append(asyncio.create_task(self._refresh_facts(), name="facts-now"))
         self._add(key, urgent=edited and not deleted)  # DELETED too: the reconcile forgets it
-        if deleted or not known or edited:
-            # What its neighbours render may depend on it (a DNS policy for every pod of the namespace).
-            for other in self.reconciler.dependents(key[0]):
-                if other != key:
-                    self._add(other, urgent=True)  # it may be opening the new or changed topology's pods
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
         policy = event["object"]
@@ -379,6 +374,9 @@ class Controller:
                 self.queue.forget(key)
                 if outcome.requeue_after is not None:
                     self.queue.add_after(key, outcome.requeue_after)
+            for other in self.reconciler.take_neighbour_changes():
+                # A neighbour's DNS changed: a DNS policy for every pod may now open its pods (urgent).
+                self._add(other, urgent=True)
             metrics.TOPOLOGIES.set(len(self.cache.topologies))
             metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
 
