@@ -735,12 +735,12 @@ class Reconciler:
         if len(view.names) > MAX_ISOLATION_POLICIES:
             # Known from the cache, without a LIST: reading a namespace of 700 policies after every write
             # slowed the 10,000-topology burst to under one reconcile a second.
-            return self._not_evaluated(len(view.names))
+            return self._not_evaluated()
         try:
             topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
             policies = self.cluster.list_policies(meta["namespace"])
             if len(policies) > MAX_ISOLATION_POLICIES:
-                return self._not_evaluated(len(policies))
+                return self._not_evaluated()
             # This topology's own synthesized inventory (its tiers, peers, near misses, the world) is what
             # another policy could open; the other topologies' inventories would multiply the cost.
             inventory = synthesize(topology, self.facts)
@@ -770,9 +770,11 @@ class Reconciler:
         ]
 
     @staticmethod
-    def _not_evaluated(count: int) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
+    def _not_evaluated() -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
+        # Without the count: a namespace growing past the limit would otherwise rewrite every status each time
+        # the condition is evaluated again.
         message = (
-            f"{count} NetworkPolicies in the namespace, more than {MAX_ISOLATION_POLICIES}: not evaluated here "
+            f"More than {MAX_ISOLATION_POLICIES} NetworkPolicies in the namespace: not evaluated here "
             "(apptopology verify --namespace-mode answers it offline)."
         )
         return [(ConditionType.ISOLATED, "Unknown", Reason.NOT_EVALUATED, message)]
