@@ -65,9 +65,8 @@ def ready_failed(cluster: Cluster, namespace: str, generation: int) -> dict[str,
 # 1. A revision the API server refuses in part leaves the old revision whole ------------------------------
 
 
-def _deny_internet_egress(cp: ControlPlane, namespace: str) -> Callable[[], None]:
-    """A platform guardrail at admission (ValidatingAdmissionPolicy): no egress to 0.0.0.0/0."""
-    name = f"no-internet-egress-{namespace}"
+def admission_policy(cp: ControlPlane, namespace: str, name: str, validation: dict[str, Any]) -> None:
+    """A ValidatingAdmissionPolicy on NetworkPolicy writes in ``namespace`` with one validation, and its binding."""
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -84,13 +83,7 @@ def _deny_internet_egress(cp: ControlPlane, namespace: str) -> Callable[[], None
                     }
                 ]
             },
-            "validations": [
-                {
-                    "expression": "!has(object.spec.egress) || object.spec.egress.all(r, !has(r.to) || "
-                    "r.to.all(p, !has(p.ipBlock) || p.ipBlock.cidr != '0.0.0.0/0'))",
-                    "message": "egress to 0.0.0.0/0 is not allowed in this cluster",
-                }
-            ],
+            "validations": [validation],
         },
     }
     binding = {
@@ -104,6 +97,17 @@ def _deny_internet_egress(cp: ControlPlane, namespace: str) -> Callable[[], None
         },
     }
     cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([policy, binding]))
+
+
+def _deny_internet_egress(cp: ControlPlane, namespace: str) -> Callable[[], None]:
+    """A platform guardrail at admission (ValidatingAdmissionPolicy): no egress to 0.0.0.0/0."""
+    name = f"no-internet-egress-{namespace}"
+    validation = {
+        "expression": "!has(object.spec.egress) || object.spec.egress.all(r, !has(r.to) || "
+        "r.to.all(p, !has(p.ipBlock) || p.ipBlock.cidr != '0.0.0.0/0'))",
+        "message": "egress to 0.0.0.0/0 is not allowed in this cluster",
+    }
+    admission_policy(cp, namespace, name, validation)
     # The API server loads admission policies asynchronously: wait until it refuses a probe.
     probe = {
         "apiVersion": "networking.k8s.io/v1",

@@ -18,6 +18,8 @@ import pytest
 from harness import WRITE_VERBS, Cluster, ControlPlane, Operator, load_example, wait_for
 from test_operator import assert_policies_match, wait_ready
 
+from apptopology.controller.reconciler import MAX_ISOLATION_POLICIES
+
 pytestmark = pytest.mark.integration
 
 LEASE_NS = "apptopology-system"
@@ -119,7 +121,11 @@ def test_leader_killed_during_a_burst(
         for e in controlplane.audit_writes()[since:]
         if e["objectRef"].get("subresource") == "status" and (e.get("responseStatus") or {}).get("code", 200) >= 500
     }
-    assert all(statuses.count(n) == 1 for n in statuses) and set(uids) - set(statuses) <= status_cut_off
+    # Each status once, or twice for the first topologies: the namespace then passes the number of policies
+    # the Isolated condition evaluates, and it turns Unknown (NotEvaluated) for them too.
+    assert all(statuses.count(n) <= 2 for n in statuses), {n: statuses.count(n) for n in statuses}
+    assert sum(statuses.count(n) == 2 for n in set(statuses)) <= MAX_ISOLATION_POLICIES // 5 + 1
+    assert set(uids) - set(statuses) <= status_cut_off
     print(f"takeover {takeover:.1f}s after kill -9, all 40 Ready {converged:.1f}s after it")
 
     # After the failover, in sync: the new leader writes nothing more.

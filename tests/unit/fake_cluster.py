@@ -93,8 +93,9 @@ class FakeCluster:
     def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         self._check("list", label_selector or "", False)  # "": the whole namespace
         key, _, value = (label_selector or "").partition("=")
+        # As the API server answers a LIST: the items carry no kind or apiVersion (only the list does).
         return [
-            copy.deepcopy(p)
+            {k: v for k, v in copy.deepcopy(p).items() if k not in ("kind", "apiVersion")}
             for (ns, _), p in sorted(self.policies.items())
             if ns == namespace and (not key or (p["metadata"].get("labels") or {}).get(key) == value)
         ]
@@ -148,8 +149,8 @@ class FakeCluster:
     def view(self, namespace: str, name: str) -> View:
         """What the operator's cache would hold for the topology (built from this fake's objects)."""
         cache = Cache()
-        for policy in self.policies.values():
-            cache.put_policy(policy)
         for body in self.topologies.values():
             cache.put_topology(copy.deepcopy(body))
+        for policy in self.policies.values():  # after the topologies: counted as the events a cache sees
+            cache.put_policy(policy)
         return cache.view((namespace, name))

@@ -131,3 +131,21 @@ def test_the_wanted_policies_count_follows_sets_and_forgets(ops: list[tuple[bool
             expect.forget(key)
             model.pop(key, None)
         assert expect.wanted_policies() == sum(model.values())
+
+
+def test_a_view_counts_the_events_of_policies_it_does_not_own() -> None:
+    cache = Cache()
+    cache.put_policy(policy("before", None))  # before any topology: nothing to count
+    cache.put_topology(topology("t-1"))
+    start = cache.view(("prod", "shop")).foreign_changes
+    cache.put_policy(policy("shop.tier-a", "t-1"))  # its own write: not foreign
+    cache.drop_policy(policy("shop.tier-a", "t-1"))
+    assert cache.view(("prod", "shop")).foreign_changes == start
+    cache.put_policy(policy("allow-all", None))  # a tenant's policy, then an edit and its deletion
+    cache.put_policy(policy("allow-all", None, spec={"podSelector": {}, "ingress": [{}]}))
+    cache.drop_policy(policy("allow-all", None))
+    cache.put_policy(policy("billing.tier-a", "t-2"))  # another topology's
+    assert cache.view(("prod", "shop")).foreign_changes == start + 4
+    cache.put_policy(policy("elsewhere", None, ns="other"))
+    assert cache.view(("prod", "shop")).foreign_changes == start + 4
+    assert cache.policy_count("prod") == 2 and cache.policy_count() == 3

@@ -33,7 +33,7 @@ COMMANDS = {
         ["verify", "-f", "examples/three-tier.yaml", "--policies", "tests/cases/guide-three-tier.yaml"],
         1,
     ),
-    "verify-namespace": (["verify", "-f", "examples/three-tier.yaml", "-f", "examples/cross-namespace.yaml"], 1),
+    "verify-namespace": (["verify", "-f", "examples/three-tier.yaml", "-f", f"{C}/backup.yaml"], 1),
     "diff": (["diff", "-f", "tests/cases/guide-three-tier.yaml", "-f", "examples/three-tier-guide.yaml"], 0),
     "diff-changes": (["diff", "-f", "examples/three-tier-guide.yaml", "-f", "examples/three-tier.yaml"], 1),
     "import": (["import", "-f", "tests/cases/guide-three-tier.yaml"], 0),

@@ -126,17 +126,20 @@ def test_quota_refusal_half_way_restores_the_old_revision(cluster: FakeCluster, 
     assert outcome.requeue_after == 60
 
 
-def test_transient_failure_half_way_restores_then_retries(cluster: FakeCluster, reconciler: Reconciler) -> None:
+def test_transient_failure_half_way_restores_then_retries(cluster: FakeCluster) -> None:
+    from apptopology.controller.reconciler import TRANSIENT_COOL_DOWN
+
+    now = [0.0]
+    reconciler = Reconciler(cluster, now=lambda: "2026-12-01T10:00:00Z", recheck_after=60, clock=lambda: now[0])
     before = converged(cluster, reconciler)
     cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
     cluster.refuse("apply", "shop.tier-db", ApiError(503, "Service Unavailable"), dry_run=False, times=1)
     outcome = reconciler.reconcile(NS, "shop")
     assert outcome.retry
     assert specs(cluster) == before and ready(cluster)["reason"] == "ApplyFailed"
-    outcome = reconciler.reconcile(NS, "shop")  # at once (the echo of the restore): the same state waits
-    assert outcome.summary == "refused" and outcome.requeue_after is not None and outcome.requeue_after <= 5
-    now = reconciler.clock()
-    reconciler.clock = lambda: now + 5.5  # the transient cool-down has passed
+    outcome = reconciler.reconcile(NS, "shop")  # at once (our status write's event): the same state, not again
+    assert ready(cluster)["reason"] == "ApplyFailed" and outcome.requeue_after == TRANSIENT_COOL_DOWN
+    now[0] += TRANSIENT_COOL_DOWN
     outcome = reconciler.reconcile(NS, "shop")
     assert not outcome.retry and ready(cluster)["status"] == "True"
     assert "shop.tier-db" in specs(cluster)
@@ -627,3 +630,88 @@ def test_a_replica_that_lost_the_lease_abandons_its_plan_at_the_next_write(
     cluster.rules.remove(lose_lease_after_three)  # leading again: the next reconcile finishes from live state
     assert not reconciler.reconcile(NS, "shop").retry and ready(cluster)["status"] == "True"
     assert not [n for n in cluster.names(NS) if ".guard-" in n]
+
+
+def _isolated(cluster: FakeCluster) -> tuple[str, str, str]:
+    cond = next(c for c in cluster.topologies[(NS, "shop")]["status"]["conditions"] if c["type"] == "Isolated")
+    return cond["status"], cond["reason"], cond["message"]
+
+
+def test_isolated_follows_other_policies_and_a_restart_rewrites_nothing(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    converged(cluster, reconciler)
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "tenant-deny", "namespace": NS},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+    cluster.put_policy(deny)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert _isolated(cluster)[:2] == ("True", "Alone")  # a deny opens nothing
+    allow = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "tenant-allow", "namespace": NS},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Ingress"], "ingress": [{}]},
+    }
+    cluster.put_policy(allow)
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # no spec change, no write: evaluated again
+    status, reason, message = _isolated(cluster)
+    assert (status, reason) == ("False", "OpenedByOthers")
+    assert "-> api" in message and "prod/tenant-allow ingress[0]" in message
+    cluster.calls.clear()
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))  # nothing changed since: not read again
+    assert cluster.calls == []
+    restarted = Reconciler(cluster, now=lambda: "2026-12-01T11:00:00Z", recheck_after=60)
+    restarted.reconcile(NS, "shop", cluster.view(NS, "shop"))  # first sight: evaluated, the same verdict
+    assert ("list", "", False) in cluster.calls and cluster.writes() == []
+    del cluster.policies[(NS, "tenant-allow")]
+    restarted.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert _isolated(cluster)[:2] == ("True", "Alone")
+
+
+@pytest.mark.parametrize("quota", [True, False])
+def test_a_refusal_after_dry_run_ends_with_nothing_enforced(
+    cluster: FakeCluster, reconciler: Reconciler, quota: bool
+) -> None:
+    """Enforce v1, DryRun, Enforce v2 refused half way: nothing is enforced (as in DryRun), never v1."""
+    converged(cluster, reconciler)
+    cluster.update_spec(NS, "shop", _dry(topology()["spec"]))
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert cluster.names(NS) == []
+    if quota:
+        cluster.quota = 2
+    else:
+        cluster.refuse("apply", "shop.tier-db", ApiError(403, "Forbidden", "denied by policy"), dry_run=False)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert cluster.names(NS) == []
+    cond = ready(cluster)
+    assert cond["reason"] == "ApplyFailed" and "nothing is enforced" in cond["message"], cond
+    assert cluster.topologies[(NS, "shop")]["status"]["policies"] == []
+
+
+def test_a_refused_attempt_waits_even_when_the_message_differs_each_time(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    """Our status write after a refusal is no change of the topology: the next event does not try again."""
+    converged(cluster, reconciler)
+    attempts = []
+
+    def varying(verb: str, name: str, dry: bool) -> ApiError | None:
+        if verb == "apply" and name == "shop.tier-db" and not dry:
+            attempts.append(name)
+            return ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {len(attempts)}")
+        return None
+
+    cluster.rules.append(varying)
+    cluster.update_spec(NS, "shop", topology(NEXT_FLOWS)["spec"])
+    for _ in range(5):  # the events of our own status write and restore
+        reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(attempts) == 1
+    assert "restored" in ready(cluster)["message"]
+    cluster.topologies[(NS, "shop")]["metadata"]["resourceVersion"] = "touched"  # kubectl annotate: try again
+    reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert len(attempts) == 2

@@ -72,9 +72,20 @@ def namespace_interactions(
     topology's own policies can never be narrowed by another's, only widened: that is what is reported,
     attributed to the rules responsible (found by explaining one port per protocol of the difference).
     Without ``inventory`` one is synthesized from every topology and the other policies.
+
+    A pod is judged by its own topology: the one whose tiers select it (each of them, when several do), or,
+    for a pod in no tier of any of ``topologies``, every topology that isolates it (scope Namespace). A
+    scope-Namespace topology isolates the other topologies' pods too, but what they may do is what their
+    own topology declares, so their flows are not openings of it. A pair is judged in the direction(s) of
+    its judged pods: the egress of a judged source, the ingress of a judged destination.
     """
     if not topologies:
         return []
+    # Every item is a NetworkPolicy by contract; a LIST's items carry no kind (only the list does), and a
+    # manifest without one is skipped by the parser: the namespace would be judged as empty.
+    policies = [
+        p if p.get("kind") else {**p, "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"} for p in policies
+    ]
     parsed = parse(policies)
     if inventory is None:
         others = [p for p in policies if not any(_own(p, t) for t in topologies)]
@@ -83,25 +94,31 @@ def namespace_interactions(
     evaluator = Evaluator(parsed, inventory)
     endpoints = list(inventory.endpoints)
     result = evaluator.matrix(endpoints, endpoints)
+    intents = [Intent(t, facts) for t in topologies]
+    claimed = {e for e in endpoints if any(i.tiers_of(e) for i in intents)}
     out: list[Interaction] = []
-    for topology in topologies:
-        intent = Intent(topology, facts)
+    for topology, intent in zip(topologies, intents, strict=True):
         home = intent.namespace
         own = {str((p.get("metadata") or {}).get("name")) for p in policies if _own(p, topology)}
+        judged = {
+            e
+            for e in endpoints
+            if isinstance(e, Pod) and e.namespace == home and (intent.tiers_of(e) or e not in claimed)
+        }
         for source in endpoints:
             for destination in endpoints:
-                if source == destination or not any(
-                    isinstance(e, Pod) and e.namespace == home for e in (source, destination)
-                ):
+                if source == destination or (source not in judged and destination not in judged):
                     continue
                 allowed = result[source, destination]
                 if allowed.is_empty:
                     continue  # nothing allowed, nothing opened: the intent (O(flows) a pair) is not needed
-                opened = allowed.difference(intent.allowed(source, destination, inventory))
+                egress = intent.egress(source, destination, inventory) if source in judged else PortSet.ALL
+                ingress = intent.ingress(source, destination, inventory) if destination in judged else PortSet.ALL
+                opened = allowed.difference(egress.intersection(ingress))
                 if opened.is_empty:
                     continue
-                egress_denied = not opened.difference(intent.egress(source, destination, inventory)).is_empty
-                ingress_denied = not opened.difference(intent.ingress(source, destination, inventory)).is_empty
+                egress_denied = not opened.difference(egress).is_empty
+                ingress_denied = not opened.difference(ingress).is_empty
                 responsible: dict[str, None] = {}
                 for protocol, port in _probes(opened):
                     verdict = evaluator.explain(source, destination, protocol, port)

@@ -42,12 +42,19 @@ class Reason(StrEnum):
     """spec.enforcement is DryRun: nothing is enforced; status.dryRun says what enforcing would do."""
     GUARDRAIL_VIOLATION = "GuardrailViolation"
     """A TopologyGuardrail forbids part of the spec: the rest is enforced, the forbidden part is not."""
+    GUARDRAILS_UNREADABLE = "GuardrailsUnreadable"
+    """Which TopologyGuardrails apply is unknown (one cannot be parsed, or the operator may no longer read
+    them or the namespaces' labels): nothing changes until they can be read; the policies stay as they are."""
+    PERMISSION_DENIED = "PermissionDenied"
+    """The operator may no longer read what it needs (its RBAC changed): nothing changes; the message says
+    which request was refused."""
     ALONE = "Alone"
     """Isolated=True: no other policy in the namespace opens anything of this topology's pods."""
     OPENED_BY_OTHERS = "OpenedByOthers"
     """Isolated=False: other policies of the namespace open pairs this topology denies."""
     NOT_EVALUATED = "NotEvaluated"
-    """Isolated=Unknown: the namespace has too many policies to evaluate in the operator."""
+    """Isolated=Unknown: the namespace has too many policies to evaluate in the operator, or they cannot be
+    read."""
 
 
 # Reasons of the Isolated condition (the others are Ready's).

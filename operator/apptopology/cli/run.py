@@ -45,6 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 leader_elect=args.leader_elect,
                 lease_namespace=args.lease_namespace,
                 facts_interval=args.facts_interval,
+                access_interval=args.access_interval,
                 kubeconfig=args.kubeconfig,
                 context=args.context,
             )
@@ -102,6 +103,14 @@ def register(sub: Any, prog: str) -> None:
         metavar="SECONDS",
         help="re-read the DNS Services and the API server's endpoints this often, when a topology uses them "
         "(dns.discover, kubeAPI; default 30)",
+    )
+    p.add_argument(
+        "--access-interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="check this often that the operator may still read what it watches (a refused kind fails closed "
+        "and is reported; default 5)",
     )
     p.add_argument(
         "--metrics-port", type=_port, default=0, metavar="PORT", help="serve Prometheus metrics on this port (0: off)"

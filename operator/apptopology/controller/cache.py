@@ -49,17 +49,34 @@ class View:
     pods: tuple[Pod, ...] = ()  # of its namespace, and of the namespaces its DNS servers run in
     namespaces: tuple[Namespace, ...] = ()
     neighbours: int = 0  # how many other topologies its namespace has
+    # The other topologies of its namespace: (name, metadata.generation, packed body) each (shared bytes, not
+    # copies): what it renders may depend on theirs (a DNS policy selecting every pod must not open theirs).
+    neighbour_bodies: tuple[tuple[str, object, bytes], ...] = ()
+    # Counts the events of the namespace's NetworkPolicies this topology does not own: a change means another
+    # policy came, went or changed, so whether they open its pods (the Isolated condition) may have changed.
+    foreign_changes: int = 0
 
 
-def controller_uid(policy: Mapping[str, Any]) -> str | None:
+def _controller(policy: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for ref in (policy.get("metadata") or {}).get("ownerReferences") or []:
         if (
             ref.get("controller") is True
             and ref.get("kind") == KIND
             and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/")
         ):
-            return str(ref.get("uid"))
+            return dict(ref)
     return None
+
+
+def controller_uid(policy: Mapping[str, Any]) -> str | None:
+    ref = _controller(policy)
+    return str(ref.get("uid")) if ref is not None else None
+
+
+def controller_name(policy: Mapping[str, Any]) -> str | None:
+    """The name of the AppTopology a policy's controller reference points to (whatever its UID)."""
+    ref = _controller(policy)
+    return str(ref.get("name")) if ref is not None else None
 
 
 # Metadata a reconcile never reads: dropped from cached bodies (managedFields and kubectl's
@@ -134,6 +151,11 @@ class Bodies(Mapping[Key, dict[str, Any]]):
         self._packed.pop(key, None)
         self.needing_facts.discard(key)
 
+    def entry(self, key: Key) -> tuple[object, bytes]:
+        """(metadata.generation, packed body) of ``key``, without decoding it."""
+        generation, packed, _ = self._packed[key]
+        return generation, packed
+
     def generation(self, key: Key) -> object:
         """The metadata.generation of the body kept for ``key``; None when none is kept."""
         entry = self._packed.get(key)
@@ -168,6 +190,8 @@ class Cache:
         self._owner_of: dict[tuple[str, str], str | None] = {}  # (namespace, name) -> owner uid
         self._in_namespace: dict[str, set[str]] = {}  # namespace -> names of its topologies
         self.pods: dict[str, dict[str, Pod]] = {}  # namespace -> name -> pod (labels, IP, container ports)
+        self._changes: dict[str, int] = {}  # namespace -> policy events
+        self._own_changes: dict[tuple[str, str], int] = {}  # (namespace, owner uid) -> events of its policies
         self.namespaces: dict[str, Namespace] = {}
 
     def put_topology(self, body: Mapping[str, Any]) -> Key:
@@ -186,6 +210,8 @@ class Cache:
             names.discard(key[1])
             if not names:
                 del self._in_namespace[key[0]]
+                self._changes.pop(key[0], None)
+        self._own_changes.pop((key[0], str(meta.get("uid"))), None)
         return key
 
     def topologies_in(self, namespace: str) -> list[Key]:
@@ -226,7 +252,8 @@ class Cache:
     def put_policy(self, policy: Mapping[str, Any]) -> None:
         meta = policy["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
-        self.drop_policy(policy)
+        self._forget(namespace, name)
+        self._changed(namespace, controller_uid(policy))
         self._names.setdefault(namespace, set()).add(name)
         owner = controller_uid(policy)
         self._owner_of[(namespace, name)] = owner
@@ -237,6 +264,18 @@ class Cache:
     def drop_policy(self, policy: Mapping[str, Any]) -> None:
         meta = policy["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
+        self._changed(namespace, self._owner_of.get((namespace, name), controller_uid(policy)))
+        self._forget(namespace, name)
+
+    def _changed(self, namespace: str, owner: str | None) -> None:
+        """Count a policy event where topologies live (only there: a namespace without any needs no count)."""
+        if namespace not in self._in_namespace:
+            return
+        self._changes[namespace] = self._changes.get(namespace, 0) + 1
+        if owner is not None:
+            self._own_changes[(namespace, owner)] = self._own_changes.get((namespace, owner), 0) + 1
+
+    def _forget(self, namespace: str, name: str) -> None:
         if (namespace, name) not in self._owner_of:
             return
         owner = self._owner_of.pop((namespace, name))
@@ -262,16 +301,26 @@ class Cache:
         for namespace in _dns_namespaces(body):
             if namespace != key[0]:
                 pods += self.pods.get(namespace, {}).values()
+        others = sorted(n for n in self._in_namespace.get(key[0], ()) if n != key[1])
         return View(
             body,
             dict(self._owned.get((key[0], uid), {})),
             frozenset(self._names.get(key[0], ())),
             tuple(pods),
             tuple(self.namespaces.values()),
-            len(self._in_namespace.get(key[0], ())) - 1,
+            neighbours=len(others),
+            neighbour_bodies=tuple((n, *self.topologies.entry((key[0], n))) for n in others),
+            foreign_changes=self._changes.get(key[0], 0) - self._own_changes.get((key[0], uid), 0),
         )
 
-    def policy_count(self) -> int:
+    def policy_keys(self) -> Iterator[tuple[str, str]]:
+        """(namespace, name) of every NetworkPolicy held."""
+        return iter(list(self._owner_of))
+
+    def policy_count(self, namespace: str | None = None) -> int:
+        """Policies of the cluster, or of one namespace."""
+        if namespace is not None:
+            return len(self._names.get(namespace, ()))
         return len(self._owner_of)
 
 

@@ -7,6 +7,7 @@ return nothing, so Kopf stores nothing in the status.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -15,6 +16,21 @@ from ..api.spec import API_GROUP, API_VERSION, PLURAL
 from .runtime import Controller
 
 IDLE_WORKER_SECONDS = 0.2
+
+
+class RetryForever:
+    """Backoffs for Kopf's requests (its LISTs and watches) that never run out. Kopf escalates a request that
+    still fails after its backoffs, and an escalated watch stops the whole operator: a watch refused with
+    403 (the operator's RBAC changed) then took every topology down with it, and each restart failed again.
+    Retrying forever keeps the operator running; the controller probes what it may read, fails closed on
+    what it may not, and says so (:meth:`apptopology.controller.runtime.Controller._check_access`). Each
+    request iterates afresh, so a later failure starts from the short backoffs again."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (1, 2, 5)
+        while True:
+            yield 10
+
 
 controller: Controller | None = None  # set by apptopology.controller.main before Kopf starts
 
@@ -34,6 +50,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
+    settings.networking.error_backoffs = RetryForever()
     # Kopf lists each resource in one response by default; in pages (as our own seed does) the start-up
     # never holds every policy and pod of the cluster as one parsed body.
     settings.watching.chunk_size = 500

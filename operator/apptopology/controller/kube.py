@@ -93,6 +93,12 @@ def _api_errors() -> Iterator[None]:
         raise ApiError(0, type(exc).__name__, str(exc)) from exc
 
 
+def _as_policy(item: dict[str, Any]) -> dict[str, Any]:
+    """A list item as the object it is (what a GET of it returns)."""
+    item["apiVersion"], item["kind"] = "networking.k8s.io/v1", "NetworkPolicy"
+    return item
+
+
 def _translated(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -152,10 +158,13 @@ class Kube:
 
     @_translated
     def list_policies(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's NetworkPolicies, as complete objects: the items of a LIST carry no ``kind`` or
+        ``apiVersion`` (only the list does), and a manifest without them is no NetworkPolicy to the evaluator
+        (the Isolated condition once judged an empty namespace)."""
         data = _json(
             self.net.list_namespaced_network_policy(namespace, label_selector=label_selector, _preload_content=False)
         )
-        return list(data.get("items") or [])
+        return [_as_policy(item) for item in data.get("items") or []]
 
     @_translated
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -242,7 +251,7 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        return str((_json(response).get("metadata") or {}).get("resourceVersion", ""))
+        return str((_json(response).get("metadata") or {}).get("resourceVersion") or "")
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -273,28 +282,35 @@ class Kube:
         _done(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))
 
     def list_all(self, kind: str, page: int = 500) -> Iterator[dict[str, Any]]:
-        """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces) in the cluster, page by
-        page (memory stays one page)."""
+        """Every object of ``kind`` (apptopologies, networkpolicies, pods, namespaces, topologyguardrails) in the
+        cluster, page by page (memory stays one page)."""
         token: str | None = None
         while True:
             with _api_errors():
-                if kind in ("apptopologies", "topologyguardrails"):
-                    plural = PLURAL if kind == "apptopologies" else "topologyguardrails"
-                    response = self.custom.list_cluster_custom_object(
-                        API_GROUP, API_VERSION, plural, limit=page, _continue=token, _preload_content=False
-                    )
-                else:
-                    calls: dict[str, Callable[..., Any]] = {
-                        "networkpolicies": self.net.list_network_policy_for_all_namespaces,
-                        "pods": self.core.list_pod_for_all_namespaces,
-                        "namespaces": self.core.list_namespace,
-                    }
-                    response = calls[kind](limit=page, _continue=token, _preload_content=False)
-                data = _json(response)
+                data = _json(self._list_page(kind, page, token))
             yield from data.get("items") or []
             token = (data.get("metadata") or {}).get("continue")
             if not token:
                 return
+
+    def probe(self, kind: str) -> None:
+        """One cheap LIST (a single item) of ``kind`` across the cluster: raises ApiError when it is refused
+        (the operator's RBAC changed: the watch of that kind is refused too)."""
+        with _api_errors():
+            _done(self._list_page(kind, 1, None))
+
+    def _list_page(self, kind: str, limit: int, token: str | None) -> Any:
+        if kind in ("apptopologies", "topologyguardrails"):
+            plural = PLURAL if kind == "apptopologies" else "topologyguardrails"
+            return self.custom.list_cluster_custom_object(
+                API_GROUP, API_VERSION, plural, limit=limit, _continue=token, _preload_content=False
+            )
+        calls: dict[str, Callable[..., Any]] = {
+            "networkpolicies": self.net.list_network_policy_for_all_namespaces,
+            "pods": self.core.list_pod_for_all_namespaces,
+            "namespaces": self.core.list_namespace,
+        }
+        return calls[kind](limit=limit, _continue=token, _preload_content=False)
 
     def read_facts(self, wanted: WantedObjects) -> ClusterFacts:
         """The cluster facts rendering needs, read with namespaced requests only (see cluster_facts_manifests)."""
@@ -362,9 +378,7 @@ def cluster_network_policies(namespaces: list[str] | None = None) -> list[dict[s
             responses = [networking.list_network_policy_for_all_namespaces(_preload_content=False)]
     policies: list[dict[str, Any]] = []
     for response in responses:
-        for item in _json(response).get("items") or []:
-            item["apiVersion"], item["kind"] = "networking.k8s.io/v1", "NetworkPolicy"
-            policies.append(item)
+        policies.extend(_as_policy(item) for item in _json(response).get("items") or [])
     return policies
 
 

@@ -35,6 +35,7 @@ class Options:
     facts_interval: float = 30.0
     kubeconfig: str | None = None
     context: str | None = None
+    access_interval: float = 5.0
 
 
 class StartupError(Exception):
@@ -171,6 +172,7 @@ def run_operator(options: Options) -> int:
         seeder=kube,
         facts=kube,
         facts_interval=options.facts_interval,
+        access_interval=options.access_interval,
     )
     if options.metrics_port is not None:
         try:

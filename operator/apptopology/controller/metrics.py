@@ -12,7 +12,8 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 RECONCILES = Counter(
     "apptopology_reconciles_total",
     "Reconciles by result: in_sync (nothing to write, decided from the cache), applied, "
-    "invalid, conflict, refused (API server refused the revision), failed (transient error), gone.",
+    "invalid, conflict, refused (API server refused the revision), failed (transient error), forbidden (the "
+    "operator may not read what it needs, or the guardrails), gone.",
     ["result"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -36,6 +37,12 @@ API_WRITES = Counter(
 DRIFT_REPAIRS = Counter(
     "apptopology_drift_repairs_total",
     "Reconciles that rewrote policies of an already applied generation (someone changed them).",
+)
+READABLE = Gauge(
+    "apptopology_readable",
+    "1 while the operator may read (list and watch) the kind, 0 while the API server refuses it (RBAC): "
+    "what depends on it fails closed (status says so).",
+    ["resource"],
 )
 LEADER = Gauge("apptopology_leader", "1 while this replica holds the leader lease (or runs without election).")
 FENCED_WRITES = Counter(

@@ -17,6 +17,7 @@ faked in the unit tests).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -37,7 +38,7 @@ from ..api.validation import InvalidTopology
 from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import guardrails
 from ..render.facts import OFFLINE, ClusterFacts
-from ..render.renderer import TOPOLOGY_LABEL, resolve_dns
+from ..render.renderer import TOPOLOGY_LABEL, dns_grant, needs_neighbours, neighbours_note, resolve_dns
 from ..render.validation import parse_spec, parsed_once
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
@@ -83,7 +84,7 @@ class Cluster(Protocol):
         ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
-        """Merge-patch the status over ``resource_version`` (a precondition); the new resourceVersion."""
+        """Write the status subresource (precondition: ``resource_version``); the object's new resourceVersion."""
         ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
@@ -126,6 +127,8 @@ _SUMMARY = {
     Reason.INVALID_SPEC: "invalid",
     Reason.NAME_CONFLICT: "conflict",
     Reason.APPLY_FAILED: "refused",
+    Reason.GUARDRAILS_UNREADABLE: "forbidden",
+    Reason.PERMISSION_DENIED: "forbidden",
 }
 
 
@@ -143,28 +146,32 @@ class _Rendered:
     wanted: dict[str, bytes]
     names: list[str]
     left_out: list[str]
+    # When the rendering depended on the neighbours (a DNS policy for every pod): its own DNS grant, and
+    # whether the neighbours' grants allowed that policy; None when it did not depend on them.
+    own_grant: str | None = None
+    dns_shared: bool | None = None
 
     def renders(self, uid: str, generation: int, facts: ClusterFacts, rails: tuple[TopologyGuardrail, ...]) -> bool:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Refused:
     """An attempt that failed half way: the same state is not tried again before ``until``.
 
-    The same state: the owned policies as they were (``owned``), and the topology as the user left it, at
-    the resourceVersion the attempt read or the one our own status report of the failure gave it
-    (``versions``): the report is not a user's change, but it moved the resourceVersion, which let the
-    same doomed attempt run once more."""
+    The same state: the same revision (generation) over the same owned policies, and the topology object
+    as it was then, or as our own status writes since left it (``versions``). A resourceVersion of the
+    object that is neither is someone's change (``kubectl annotate`` retries at once). The first version
+    compared the resourceVersion alone, so a status write after each attempt (its message quoting the
+    API server's, which may differ every time) made every next attempt look new: 140 in 20 s.
+    """
 
-    versions: set[str]
-    owned: str
+    fingerprint: str
     until: float
+    versions: frozenset[str] = frozenset()
 
-    def holds(self, body: Mapping[str, Any], owned: str, now: float) -> bool:
-        return (
-            str(body["metadata"].get("resourceVersion")) in self.versions and owned == self.owned and now < self.until
-        )
+    def holds(self, fingerprint: str, version: str, now: float) -> bool:
+        return fingerprint == self.fingerprint and version in self.versions and now < self.until
 
 
 class Reconciler:
@@ -195,7 +202,9 @@ class Reconciler:
         self._refused: dict[Key, _Refused] = {}
         # DryRun: the (generation, digests, pods) last asked about and evaluated
         self._dry_ok: dict[Key, tuple[int, dict[str, bytes], int]] = {}
-        self._isolation_at: dict[Key, float] = {}  # when the Isolated condition was last evaluated
+        # When the Isolated condition was last evaluated, and from what: the generation and the count of
+        # the namespace's foreign policy events the cache had seen (View.foreign_changes).
+        self._isolation_at: dict[Key, tuple[float, int, int]] = {}
         # The last render per topology: a resync or an echo of a topology in sync renders nothing again.
         self._rendered: dict[Key, _Rendered] = {}
         self._local = threading.local()  # the view of the reconcile running on this thread
@@ -205,6 +214,17 @@ class Reconciler:
         # The platform's TopologyGuardrails (parsed), likewise replaced whole by the controller.
         self.guardrails: tuple[TopologyGuardrail, ...] = ()
         self.guardrail_errors: tuple[str, ...] = ()  # guardrails that cannot be read: no topology changes
+        # What the operator may no longer read (its RBAC changed), kind -> the refusal; set whole by the
+        # controller, which watches and probes: what the cache holds of those kinds is not current.
+        self.unreadable: Mapping[str, str] = {}
+        # Neighbours: each topology's DNS grant as the others see it (renderer.dns_grant), by the inputs it was
+        # computed from; and the topologies whose rendering depends on their neighbours, by namespace (the
+        # controller queues them when a neighbour changes).
+        self._grants: dict[Key, tuple[object, ClusterFacts, tuple[TopologyGuardrail, ...], object, str | None]] = {}
+        self._dependents: dict[str, dict[str, str | None]] = {}  # namespace -> name -> its own grant
+        self._grant_changes: list[tuple[str, str | None, str | None]] = []  # (namespace, before, after)
+        self._dependents_lock = threading.Lock()
+        self._neighbour_notes: dict[Key, str] = {}
 
     def reconcile(self, namespace: str, name: str, view: View | None = None) -> Outcome:
         """Reconcile one topology. With ``view`` (the cache's snapshot), a topology in sync costs no
@@ -221,6 +241,8 @@ class Reconciler:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
                 outcome = Outcome(retry=True, summary="failed")
+            elif exc.status in (401, 403):
+                outcome = self._forbidden(namespace, name, view, exc)
             else:
                 log.error("%s/%s: %s", namespace, name, exc.brief())
                 outcome = Outcome(requeue_after=self.recheck_after, summary="failed")
@@ -237,20 +259,28 @@ class Reconciler:
             self._refused.pop(key, None)
             self._rendered.pop(key, None)
             self._isolation_at.pop(key, None)
+            gone = self._grants.pop(key, None)
+            if gone is not None and gone[4] is not None:
+                with self._dependents_lock:
+                    self._grant_changes.append((key[0], gone[4], None))
+            self._neighbour_notes.pop(key, None)
+            self._depends(key, None)
             return Outcome(summary="gone")  # garbage collection removes its policies
-        if view is not None:
-            fast = self._in_sync(body, view)
-            if fast is not None:
-                return fast
-        if self.guardrail_errors:
-            # Fail closed: which namespaces an unreadable guardrail selects is unknown, so nothing changes.
+        unknown = self._guardrails_unknown()
+        if unknown is not None:
+            # Fail closed: which guardrails apply is unknown, so nothing changes, in sync or not (a guardrail
+            # we cannot see may forbid what is enforced); Ready says so.
             return self._report(
                 body,
-                Reason.GUARDRAIL_VIOLATION,
-                "No change is applied while a TopologyGuardrail cannot be read: " + "; ".join(self.guardrail_errors),
+                Reason.GUARDRAILS_UNREADABLE,
+                unknown,
                 sorted(view.owned) if view is not None else [],
                 requeue=True,
             )
+        if view is not None and "networkpolicies" not in self.unreadable:  # else the cache is not current
+            fast = self._in_sync(body, view)
+            if fast is not None:
+                return fast
         live, others = self._live(namespace, name, view)
         guard = self._guard(body)
         result = plan(body, live, others, self.facts, guard)
@@ -272,9 +302,9 @@ class Reconciler:
             return self._dry_run_mode(body, result)
         self._dry_ok.pop(key, None)
         if result.writes:
-            owned = _owned_digest(result)
+            fingerprint = _fingerprint(body, result)
             earlier = self._refused.get(key)
-            if earlier is not None and earlier.holds(body, owned, self.clock()):
+            if earlier is not None and earlier.holds(fingerprint, _version(body), self.clock()):
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
             # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
@@ -291,8 +321,7 @@ class Reconciler:
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
                 pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
-                version = str(body["metadata"].get("resourceVersion"))
-                self._refused[key] = _Refused({version}, owned, self.clock() + pause)
+                self._refused[key] = _Refused(fingerprint, self.clock() + pause, frozenset({_version(body)}))
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             if _observed(body):
@@ -307,18 +336,55 @@ class Reconciler:
             )
         return self._reconciled(body, result.desired_names, "applied" if result.writes else "in_sync", result.left_out)
 
+    def _guardrails_unknown(self) -> str | None:
+        """Why the guardrails that apply are unknown (None: they are known)."""
+        if self.guardrail_errors:
+            return "No change is applied while a TopologyGuardrail cannot be read: " + "; ".join(self.guardrail_errors)
+        if "topologyguardrails" in self.unreadable:
+            return (
+                "No change is applied while the TopologyGuardrails cannot be read: "
+                f"{self.unreadable['topologyguardrails']}"
+            )
+        if "namespaces" in self.unreadable and self.guardrails:
+            return (
+                "No change is applied while the namespaces cannot be read (their labels decide which "
+                f"TopologyGuardrails apply): {self.unreadable['namespaces']}"
+            )
+        return None
+
+    def _forbidden(self, namespace: str, name: str, view: View | None, exc: ApiError) -> Outcome:
+        """A read the operator may no longer make (its RBAC changed): nothing changes, and Ready says which
+        request was refused (if status can still be written)."""
+        body = view.body if view is not None else None
+        message = f"No change is applied: the operator may not read what it needs: {exc.brief()}"
+        log.error("%s/%s: %s", namespace, name, message)
+        if body is None:
+            return Outcome(requeue_after=self.recheck_after, summary="forbidden")
+        try:
+            self._report(body, Reason.PERMISSION_DENIED, message, sorted(view.owned) if view is not None else [])
+        except ApiError as again:
+            log.error("%s/%s: status not written either: %s", namespace, name, again.brief())
+        return Outcome(requeue_after=self.recheck_after, summary="forbidden")
+
     def _dry_run_mode(self, body: dict[str, Any], result: Plan) -> Outcome:
         """spec.enforcement DryRun: remove what this topology enforced (if it did), ask the API server about
         every policy it would apply, write none, and say so in status."""
         meta = body["metadata"]
         namespace, key = meta["namespace"], (meta["namespace"], meta["name"])
         self.expectations.set(key, {})  # no policy wanted: events of our removals need nothing
+        # Two real states: what was enforced before the dry run is not something to restore when enforcing
+        # again fails (that ends with nothing enforced, as in DryRun).
+        self._last_good.pop(key, None)
         if result.writes:
-            failure = self._write(namespace, result.writes, _uids(result.owned.values()))
+            left = _uids(result.owned.values())
+            failure = self._write(namespace, result.writes, left)
             if failure is not None:
                 write, exc = failure
-                message = f"Removing NetworkPolicy {write.name} for the dry run failed: {exc.brief()}."
-                return self._report(body, Reason.APPLY_FAILED, message, list(result.owned), retry=True)
+                message = (
+                    f"Removing NetworkPolicy {write.name} for the dry run failed: {exc.brief()}. "
+                    f"{len(left)} policies are still enforced; retrying."
+                )
+                return self._report(body, Reason.APPLY_FAILED, message, sorted(left), retry=True)
             self._event(
                 body,
                 "Warning",
@@ -403,15 +469,23 @@ class Reconciler:
         uid, generation = _uid(body), Owner.from_body(body).generation
         facts, rails = self.facts, self.guardrails  # read before rendering: a change meanwhile renders again
         labels = self._namespace_labels(body) if rails else None
+        view: View | None = getattr(self._local, "view", None)
         last = self._rendered.get(key)
-        if last is not None and last.renders(uid, generation, facts, rails) and last.labels == labels:
+        if (
+            last is not None
+            and last.renders(uid, generation, facts, rails)
+            and last.labels == labels
+            and (last.dns_shared is None or self._dns_shared(key[0], last.own_grant, view) == last.dns_shared)
+        ):
             return last
+        depended: list[tuple[str | None, bool]] = []
         try:
-            desired, left_out = desired_with_notes(body, facts, self._guard(body))
+            desired, left_out = desired_with_notes(body, facts, self._guard(body, depended))
         except InvalidTopology:
             return None
         names = [str(p["metadata"]["name"]) for p in desired]
-        rendered = _Rendered(uid, generation, facts, rails, labels, digests(desired), names, left_out)
+        own, shared = depended[-1] if depended else (None, None)
+        rendered = _Rendered(uid, generation, facts, rails, labels, digests(desired), names, left_out, own, shared)
         if generation:  # the API server always sets it; without one a revision cannot be told apart
             self._rendered[key] = rendered
         return rendered
@@ -435,7 +509,75 @@ class Reconciler:
             )
         return Outcome(summary=summary) if not outcome.retry else outcome
 
-    def _guard(self, body: Mapping[str, Any]) -> Guard | None:
+    def _guard(self, body: Mapping[str, Any], depended: list[tuple[str | None, bool]] | None = None) -> Guard | None:
+        """What narrows the topology before it renders, for the planner: the guardrails of its namespace,
+        and its neighbours (the namespace's other topologies, from the cache: a DNS policy selecting every
+        pod only when none of them isolates egress with another DNS grant). None: nothing does. Appends
+        (its own grant, whether the neighbours allowed the policy) to ``depended`` when the rendering
+        depended on the neighbours. Notes the topology's own DNS grant as its neighbours see it: a change
+        queues the neighbours it may concern (:meth:`take_neighbour_changes`)."""
+        rails = self._rails(body)
+        view: View | None = getattr(self._local, "view", None)
+        if view is None:
+            return rails
+        meta = body["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        spec = body.get("spec")
+        enforced = not (isinstance(spec, dict) and spec.get("enforcement") == "DryRun")
+        generation, facts_now, rails_now = Owner.from_body(body).generation, self.facts, self.guardrails
+        labels = self._namespace_labels(body) if rails_now else None
+
+        def narrow(topology: AppTopology, facts: ClusterFacts) -> tuple[AppTopology, ClusterFacts, list[str]]:
+            notes: list[str] = []
+            if rails is not None:
+                topology, facts, notes = rails(topology, facts)
+            own = dns_grant(topology, facts) if enforced else None
+            self._note_grant(key, (generation, facts_now, rails_now, labels, own))
+            dependent = needs_neighbours(topology, facts)
+            self._depends(key, own if dependent else None, dependent)
+            if dependent:
+                shared = self._dns_shared(key[0], own, view)
+                if depended is not None:
+                    depended.append((own, shared))
+                if not shared:
+                    facts = dataclasses.replace(facts, dns_for_every_pod=False)
+            note = neighbours_note(topology, facts)
+            if note is None:
+                self._neighbour_notes.pop(key, None)
+            else:
+                self._neighbour_notes[key] = note
+            return topology, facts, notes
+
+        return narrow
+
+    def _dns_shared(self, namespace: str, own: str | None, view: View | None) -> bool:
+        """Whether every neighbour in ``view`` grants ``own`` DNS or isolates no egress (renderer.dns_for_every_pod)."""
+        neighbours = view.neighbour_bodies if view is not None else ()
+        return all(g is None or g == own for g in self._neighbour_grants(namespace, neighbours))
+
+    def _note_grant(
+        self, key: Key, memo: tuple[object, ClusterFacts, tuple[TopologyGuardrail, ...], object, str | None]
+    ) -> None:
+        before = self._grants.get(key)
+        if generation_known := bool(memo[0]):
+            self._grants[key] = memo
+        if generation_known and (before[4] if before is not None else None) != memo[4]:
+            with self._dependents_lock:
+                self._grant_changes.append((key[0], before[4] if before is not None else None, memo[4]))
+
+    def take_neighbour_changes(self) -> list[Key]:
+        """The topologies to render again because a neighbour's DNS grant changed in a way that may flip
+        their DNS policy (for the controller, after each reconcile); each once."""
+        with self._dependents_lock:
+            changes, self._grant_changes = self._grant_changes, []
+            out: dict[Key, None] = {}
+            for namespace, before, after in changes:
+                for name, own in sorted(self._dependents.get(namespace, {}).items()):
+                    if before not in (None, own) or after not in (None, own):
+                        out[(namespace, name)] = None
+            return list(out)
+
+    def _rails(self, body: Mapping[str, Any]) -> Guard | None:
         """The guardrails of the topology's namespace, bound for the planner (None: none applies)."""
         rails = self.guardrails
         if not rails:
@@ -454,6 +596,61 @@ class Reconciler:
             )
 
         return narrow
+
+    def _neighbour_grants(self, namespace: str, neighbours: Sequence[tuple[str, object, bytes]]) -> list[str | None]:
+        """The DNS grant of each neighbour as it is enforced (its spec narrowed by the guardrails; None in
+        DryRun, which isolates nothing; "?" when its spec does not parse: what it still enforces is not
+        known here, so it matches no grant). Kept per neighbour until its generation, the facts, the
+        guardrails or the namespace's labels change."""
+        facts, rails = self.facts, self.guardrails
+        labels = self._namespace_labels({"metadata": {"namespace": namespace}}) if rails else None
+        grants = []
+        for name, generation, packed in neighbours:
+            key = (namespace, name)
+            memo = self._grants.get(key)
+            if (
+                memo is not None
+                and memo[0] == generation
+                and memo[1] is facts
+                and memo[2] is rails
+                and memo[3] == labels
+            ):
+                grants.append(memo[4])
+                continue
+            body = unpack(packed)
+            spec = body.get("spec")
+            grant: str | None
+            if isinstance(spec, dict) and spec.get("enforcement") == "DryRun":
+                grant = None
+            else:
+                try:
+                    topology = parse_spec(name, namespace, spec)
+                except InvalidTopology:
+                    grant = "?"
+                else:
+                    guard, own_facts = self._rails(body), facts
+                    if guard is not None:
+                        topology, own_facts, _ = guard(topology, own_facts)
+                    grant = dns_grant(topology, own_facts)
+            self._note_grant(key, (generation, facts, rails, labels, grant))
+            grants.append(grant)
+        return grants
+
+    def _depends(self, key: Key, own: str | None, dependent: bool = False) -> None:
+        with self._dependents_lock:
+            names = self._dependents.get(key[0])
+            if dependent:
+                self._dependents.setdefault(key[0], {})[key[1]] = own
+            elif names is not None:
+                names.pop(key[1], None)
+                if not names:
+                    del self._dependents[key[0]]
+
+    def dependents(self, namespace: str) -> list[Key]:
+        """The topologies of ``namespace`` whose rendering depends on the others there (for the controller,
+        on the event loop)."""
+        with self._dependents_lock:
+            return [(namespace, n) for n in sorted(self._dependents.get(namespace, ()))]
 
     def _namespace_labels(self, body: Mapping[str, Any]) -> dict[str, str]:
         """The labels of the topology's namespace, from the cache (its name label without one)."""
@@ -503,17 +700,20 @@ class Reconciler:
         refused, and whether restoring worked."""
         namespace = body["metadata"]["namespace"]
         what = f"Writing NetworkPolicy {write.name} failed: {exc.brief()}."
+        previous = self._previous(body, result)
         try:
-            back = restore(body, self._previous(body, result), self.cluster.list_policies(namespace))
+            back = restore(body, previous, self.cluster.list_policies(namespace))
             failure = self._write(namespace, back.writes, _uids(back.owned.values()))
         except ApiError as again:
             failure = (write, again)
         if failure is None:
-            message = f"{what} The previous revision was restored ({len(result.owned)} policies)."
+            if previous:
+                message = f"{what} The previous revision was restored ({len(previous)} policies)."
+            else:
+                # A first revision, or the first after DryRun: there is no previous one to put back.
+                message = f"{what} What was written of this revision was removed: nothing is enforced, as before."
             log.warning("%s/%s: %s", namespace, body["metadata"]["name"], message)
-            return self._report(
-                body, Reason.APPLY_FAILED, message, list(result.owned), retry=exc.transient, requeue=True
-            )
+            return self._report(body, Reason.APPLY_FAILED, message, sorted(previous), retry=exc.transient, requeue=True)
         # Restoring failed too (the API server is likely unavailable). The write order still guarantees the
         # namespace allows no more than the old or the new revision; the retry finishes the job.
         message = f"{what} Restoring the previous revision failed too: {failure[1].brief()}. Retrying."
@@ -531,8 +731,11 @@ class Reconciler:
     ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
         """The Isolated condition: whether other policies of the namespace open this topology's pods beyond
         its intent. Without other topologies or policies there, it is known at once; otherwise it is
-        evaluated over the namespace's policies (a LIST) after this topology's own writes, and then once per
-        recheck period (5 minutes), so other topologies' changes show within that period."""
+        evaluated over the namespace's live policies (a LIST): after this topology's own writes, at first
+        sight (a new topology, or every topology after a restart: a verdict stored before may be stale),
+        when another policy of the namespace came, went or changed since the last evaluation (the cache
+        counts their events; the controller queues the namespace's topologies a second after such an event,
+        so a burst costs one evaluation), when the spec changed, and at the latest every recheck period."""
         view: View | None = getattr(self._local, "view", None)
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -541,19 +744,20 @@ class Reconciler:
         others = set(view.names) - set(view.owned)
         if not view.neighbours and not others:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
+        generation = Owner.from_body(body).generation
         last = self._isolation_at.get(key)
-        if last is None:
-            # First sight (a new topology, or every topology after a restart): a restart must not rewrite
-            # statuses, so the stored condition stands until the next period unless this reconcile wrote.
-            self._isolation_at[key] = self.clock()
-            if not fresh:
-                return []
-        elif not fresh and self.clock() - last < self.recheck_after:
-            return []  # keep the condition as it is
+        if (
+            not fresh
+            and last is not None
+            and last[1:] == (generation, view.foreign_changes)
+            and self.clock() - last[0] < self.recheck_after
+        ):
+            return []  # nothing it depends on changed: the condition stays as it is
+        self._isolation_at[key] = (self.clock(), generation, view.foreign_changes)
         if len(view.names) > MAX_ISOLATION_POLICIES:
             # Known from the cache, without a LIST: reading a namespace of 700 policies after every write
             # slowed the 10,000-topology burst to under one reconcile a second.
-            return self._not_evaluated(key, _too_many_policies(len(view.names)))
+            return self._not_evaluated(_TOO_MANY_POLICIES)
         try:
             topology = parse_spec(meta["name"], meta["namespace"], body.get("spec"))
             # This topology's own synthesized inventory (its tiers, peers, near misses, the world) is what
@@ -561,17 +765,23 @@ class Reconciler:
             inventory = synthesize(topology, self.facts)
             endpoints, flows = len(inventory.endpoints), len(topology.spec.flows)
             if endpoints**2 * (flows + 1) > MAX_ISOLATION_WORK:
-                return self._not_evaluated(
-                    key, f"{endpoints} endpoints and {flows} flows to compare, too many to evaluate here"
-                )
+                # The topology's own sizes (fixed per generation, unlike a namespace's growing policy count).
+                return self._not_evaluated(f"{endpoints} endpoints and {flows} flows to compare, too many")
             policies = self.cluster.list_policies(meta["namespace"])
             if len(policies) > MAX_ISOLATION_POLICIES:
-                return self._not_evaluated(key, _too_many_policies(len(policies)))
+                return self._not_evaluated(_TOO_MANY_POLICIES)
             found = namespace_interactions([topology], policies, inventory, self.facts)
-        except (InvalidTopology, ApiError) as exc:
+        except ApiError as exc:
+            self._isolation_at.pop(key, None)  # try again next time
+            if exc.status in (401, 403):
+                text = f"The namespace's NetworkPolicies cannot be read: {exc.brief()}"
+                return [(ConditionType.ISOLATED, "Unknown", Reason.NOT_EVALUATED, text[:MAX_MESSAGE])]
             log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
             return []
-        self._isolation_at[key] = self.clock()
+        except InvalidTopology as exc:
+            log.debug("%s/%s: isolation not evaluated: %s", key[0], key[1], exc)
+            self._isolation_at.pop(key, None)
+            return []
         if not found:
             return [(ConditionType.ISOLATED, "True", Reason.ALONE, _ALONE)]
         shown = "; ".join(i.line() for i in found[:3])
@@ -585,10 +795,10 @@ class Reconciler:
             )
         ]
 
-    def _not_evaluated(
-        self, key: tuple[str, str], why: str
-    ) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
-        self._isolation_at[key] = self.clock()
+    @staticmethod
+    def _not_evaluated(why: str) -> list[tuple[ConditionType, Literal["True", "False", "Unknown"], Reason, str]]:
+        # Without counts: a namespace growing past the limit would otherwise rewrite every status each time the
+        # condition is evaluated again.
         message = f"{why}: not evaluated here (apptopology verify --namespace-mode answers it offline)."
         return [(ConditionType.ISOLATED, "Unknown", Reason.NOT_EVALUATED, message)]
 
@@ -605,12 +815,19 @@ class Reconciler:
             return {"tiers": None, "podCount": None, "warningCount": None, "warnings": None}
         report = diagnose(topology, view.pods, view.namespaces)
         dns = resolve_dns(topology, self.facts) if topology.spec.dns.discover else None
+        own = list(report.warnings)
+        note = self._neighbour_notes.get((meta["namespace"], meta["name"]))
+        if note is not None:
+            own.append(note)
+        for kind, what in (("pods", "the tiers' pods and their warnings"), ("namespaces", "namespace warnings")):
+            if kind in self.unreadable:
+                own.append(f"{kind} cannot be read, {what} are as last seen: {self.unreadable[kind]}"[:MAX_MESSAGE])
         return {
             "dns": dns.text() if dns is not None else None,
             "tiers": [t.to_status() for t in report.tiers],
             "podCount": report.pods,
-            "warningCount": report.warning_count,
-            "warnings": list(report.warnings) or None,
+            "warningCount": report.warning_count + len(own) - len(report.warnings),
+            "warnings": own or None,
         }
 
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -665,11 +882,12 @@ class Reconciler:
                 status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
             )
         if status_changed(body.get("status"), status):
-            version = str(meta.get("resourceVersion", ""))
-            written = self.cluster.patch_status(meta["namespace"], meta["name"], status, version)
-            refused = self._refused.get((meta["namespace"], meta["name"]))
-            if refused is not None and version in refused.versions:
-                refused.versions.add(written)  # our own report: still the state that failed
+            version = self.cluster.patch_status(meta["namespace"], meta["name"], status, _version(body))
+            key = (str(meta["namespace"]), str(meta["name"]))
+            refused = self._refused.get(key)
+            if refused is not None and _version(body) in refused.versions and version:
+                # Our own write: the topology is as it was when the attempt was refused.
+                self._refused[key] = dataclasses.replace(refused, versions=refused.versions | {version})
             if reason is not Reason.RECONCILED:
                 self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
@@ -680,8 +898,7 @@ class Reconciler:
         )
 
 
-def _too_many_policies(count: int) -> str:
-    return f"{count} NetworkPolicies in the namespace, more than {MAX_ISOLATION_POLICIES}"
+_TOO_MANY_POLICIES = f"More than {MAX_ISOLATION_POLICIES} NetworkPolicies in the namespace"
 
 
 def _mode(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -699,10 +916,15 @@ def _observed(body: Mapping[str, Any]) -> bool:
     return bool(ready and ready.get("status") == "True" and status.get("observedGeneration") == generation)
 
 
-def _owned_digest(result: Plan) -> str:
-    """The owned policies an attempt started from (a failed one is not repeated from the same)."""
-    state = sorted((n, p.get("spec")) for n, p in result.owned.items())
+def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
+    """What an attempt depends on besides the object's resourceVersion (see :class:`_Refused`): the
+    topology's revision and the owned policies as they are now."""
+    state = [body["metadata"].get("generation"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _version(body: Mapping[str, Any]) -> str:
+    return str(body["metadata"].get("resourceVersion", ""))
 
 
 def _by_name(policies: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

@@ -31,10 +31,10 @@ from ..api.validation import InvalidTopology
 from ..render.facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
 from ..render.validation import parse_spec
 from . import metrics
-from .cache import Cache, Key, View
+from .cache import Cache, Key, View, controller_name
 from .leader import LeaderElector
 from .queue import WorkQueue
-from .reconciler import ApiError, Outcome, Reconciler
+from .reconciler import MAX_ISOLATION_POLICIES, ApiError, Outcome, Reconciler
 
 log = logging.getLogger("apptopology")
 
@@ -42,12 +42,21 @@ log = logging.getLogger("apptopology")
 # lane. 32 tiers and 256 flows of 8 ports weigh 2,080 and take 0.3 to 0.5 s of CPU per change; 64 tiers
 # and 512 flows of 32 ports weigh 16,448 and take 1-3 s (bench/README.md).
 HEAVY_WEIGHT = 2_000
+ISOLATION_DELAY = 1.0  # seconds from another policy's event to its namespace's topologies looking again
 
 
 class Seeder(Protocol):
     """Reads everything the cache needs, page by page (the Kube module)."""
 
     def list_all(self, kind: str) -> Iterator[dict[str, Any]]: ...
+
+    def probe(self, kind: str) -> None:
+        """A cheap LIST of ``kind``; raises ApiError when it is refused."""
+        ...
+
+
+# What the operator watches and reads; each may become unreadable at runtime (RBAC changed).
+KINDS = ("networkpolicies", "namespaces", "pods", "apptopologies", "topologyguardrails")
 
 
 class FactsSource(Protocol):
@@ -67,6 +76,7 @@ class Controller:
         facts: FactsSource | None = None,
         facts_interval: float = 30.0,
         heavy_at_once: int = 2,
+        access_interval: float = 5.0,
     ):
         self.reconciler = reconciler
         self.workers = workers
@@ -75,7 +85,12 @@ class Controller:
         self.seeder = seeder
         self.facts_source = facts
         self.facts_interval = facts_interval
+        self.access_interval = access_interval
         self.cache = Cache()
+        # Kinds the operator may no longer read (kind -> the refusal), and while one is read again whole,
+        # the keys its events touched meanwhile (those are current whatever the reading saw).
+        self.unreadable: dict[str, str] = {}
+        self._rereading: dict[str, set[object]] = {}
         self._guardrails: dict[str, dict[str, Any]] = {}  # name -> body, as the watch delivers them
         self.queue: WorkQueue[Key] | None = None
         self._active: asyncio.Event | None = None
@@ -98,6 +113,8 @@ class Controller:
         self._tasks = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._follow_facts(), name="facts"))
+        if self.seeder is not None:
+            self._tasks.append(asyncio.create_task(self._follow_access(), name="access"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(self._lead, self._stand_by), name="elector"))
         else:
@@ -119,18 +136,119 @@ class Controller:
         """One paged LIST of each kind before any reconcile, so that no decision is made on a half-filled
         cache (the events of Kopf's own initial listing then find it filled already)."""
         assert self.seeder is not None
-        for body in self.seeder.list_all("networkpolicies"):
-            self.cache.put_policy(body)
-        for body in self.seeder.list_all("namespaces"):
-            self.cache.put_namespace(body)
-        for body in self.seeder.list_all("pods"):
-            self.cache.put_pod(body)
-        for body in self.seeder.list_all("apptopologies"):
-            self.cache.put_topology(body)
-        for body in self.seeder.list_all("topologyguardrails"):
-            self._guardrails[str(body["metadata"]["name"])] = body
+        for kind in KINDS:
+            try:
+                for body in self.seeder.list_all(kind):
+                    self._put(kind, body)
+            except ApiError as exc:
+                if exc.status not in (401, 403):
+                    raise
+                # Refused (the operator's RBAC): start anyway, failing closed on what depends on it.
+                self.unreadable[kind] = exc.brief()
+                log.error("cannot read %s: %s", kind, exc.brief())
         self._apply_guardrails()
+        self._publish_access()
         log.info("cache seeded: %d topologies, %d policies", len(self.cache.topologies), self.cache.policy_count())
+
+    # what may be read -------------------------------------------------------------------------------------
+
+    def _put(self, kind: str, body: Mapping[str, Any]) -> None:
+        if kind == "networkpolicies":
+            self.cache.put_policy(body)
+        elif kind == "namespaces":
+            self.cache.put_namespace(body)
+        elif kind == "pods":
+            self.cache.put_pod(body)
+        elif kind == "apptopologies":
+            self.cache.put_topology(body)
+        else:
+            self._guardrails[str(body["metadata"]["name"])] = dict(body)
+
+    def _touched(self, kind: str, body: Mapping[str, Any]) -> None:
+        """An event of ``kind`` while it is read again whole: its object is current, whatever the reading saw."""
+        touched = self._rereading.get(kind)
+        if touched is not None:
+            touched.add(_key(kind, body))
+
+    def _held(self, kind: str) -> set[object]:
+        """The keys of ``kind`` the operator holds now."""
+        if kind == "networkpolicies":
+            return set(self.cache.policy_keys())
+        if kind == "namespaces":
+            return set(self.cache.namespaces)
+        if kind == "pods":
+            return {(ns, name) for ns, pods in self.cache.pods.items() for name in pods}
+        if kind == "apptopologies":
+            return set(self.cache.topologies)
+        return set(self._guardrails)
+
+    def _drop(self, kind: str, key: object) -> None:
+        if kind == "topologyguardrails":
+            self._guardrails.pop(str(key), None)
+            return
+        if kind == "namespaces":
+            self.cache.drop_namespace({"metadata": {"name": key}})
+            return
+        assert isinstance(key, tuple)
+        stub = {"metadata": {"namespace": key[0], "name": key[1]}}
+        if kind == "networkpolicies":
+            self.cache.drop_policy(stub)
+        elif kind == "pods":
+            self.cache.drop_pod(stub)
+        else:
+            self.topology_event({"type": "DELETED", "object": stub})  # the reconcile forgets it
+
+    async def _reread(self, kind: str) -> None:
+        """Read ``kind`` again whole after it was refused: the watch missed what changed meanwhile, deletions
+        included (Kopf's own listing when its watch recovers only adds). Pages are read on a thread and
+        applied here, on the event loop, like events."""
+        assert self.seeder is not None
+        held = self._held(kind)
+        seen: set[object] = set()
+        self._rereading[kind] = set()
+        pages = self.seeder.list_all(kind)
+        try:
+            while (body := await asyncio.to_thread(next, pages, None)) is not None:
+                seen.add(_key(kind, body))
+                self._put(kind, body)
+            for key in held - seen - self._rereading[kind]:
+                self._drop(kind, key)
+        finally:
+            del self._rereading[kind]
+
+    async def _check_access(self) -> None:
+        """Probe every kind; a refusal fails closed on what depends on it, and is said (log, metric, status);
+        a kind readable again is read again whole, and every topology looks again."""
+        assert self.seeder is not None
+        before = dict(self.unreadable)
+        for kind in KINDS:
+            try:
+                await asyncio.to_thread(self.seeder.probe, kind)
+                if kind in self.unreadable:
+                    await self._reread(kind)
+                    del self.unreadable[kind]
+                    log.info("%s can be read again", kind)
+            except ApiError as exc:
+                if exc.status in (401, 403):
+                    if kind not in self.unreadable:
+                        log.error("cannot read %s: %s", kind, exc.brief())
+                    self.unreadable[kind] = exc.brief()
+        if self.unreadable != before:
+            if "topologyguardrails" not in self.unreadable:
+                self._apply_guardrails()
+            self._publish_access()
+            if self.queue is not None and self._active is not None and self._active.is_set():
+                self.enqueue_all()
+
+    def _publish_access(self) -> None:
+        self.reconciler.unreadable = dict(self.unreadable)
+        for kind in KINDS:
+            metrics.READABLE.labels(kind).set(0 if kind in self.unreadable else 1)
+
+    async def _follow_access(self) -> None:
+        while True:
+            await asyncio.sleep(self.access_interval)
+            await self._check_access()
 
     def _lead(self) -> None:
         assert self._active is not None
@@ -147,6 +265,7 @@ class Controller:
 
     def topology_event(self, event: Mapping[str, Any]) -> None:
         body = event["object"]
+        self._touched("apptopologies", body)
         meta = body["metadata"]
         bodies = self.cache.topologies
         key = (str(meta["namespace"]), str(meta["name"]))
@@ -165,17 +284,36 @@ class Controller:
         self._add(key, urgent=edited and not deleted)  # DELETED too: the reconcile forgets it
 
     def policy_event(self, event: Mapping[str, Any]) -> None:
+        policy = event["object"]
+        self._touched("networkpolicies", policy)
         if event.get("type") == "DELETED":
-            self.cache.drop_policy(event["object"])
+            self.cache.drop_policy(policy)
         else:
-            self.cache.put_policy(event["object"])
-        for key, drift in self.reconciler.expectations.keys_to_reconcile(event):
+            self.cache.put_policy(policy)
+        routed = self.reconciler.expectations.keys_to_reconcile(event)
+        for key, drift in routed:
             self._add(key, urgent=drift)  # drift of what we wrote may have widened it: repaired first
+        self._isolation_changed(policy, {key for key, _ in routed})
+
+    def _isolation_changed(self, policy: Mapping[str, Any], routed: set[Key]) -> None:
+        """Any other policy of a namespace may open its topologies' pods: they look again (the Isolated
+        condition) after ISOLATION_DELAY, one timer per topology, so a burst of events costs one evaluation
+        each. Not the owner of the policy (its own write is evaluated when it writes, its drift is routed
+        already), and not where the condition is not evaluated anyway (more policies than it reads)."""
+        meta = policy.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        if self.queue is None or self.cache.policy_count(namespace) > MAX_ISOLATION_POLICIES + 1:
+            return  # (+1: the count crossing the limit changes the condition too)
+        owner = controller_name(policy)
+        for key in self.cache.topologies_in(namespace):
+            if key not in routed and key[1] != owner:
+                self.queue.add_after(key, ISOLATION_DELAY)
 
     def pod_event(self, event: Mapping[str, Any]) -> None:
         """Pods change what the tiers select: their topologies look again (only when labels, IP or ports
         changed, not for every status update a kubelet makes)."""
         pod = event["object"]
+        self._touched("pods", pod)
         changed = self.cache.drop_pod(pod) if event.get("type") == "DELETED" else self.cache.put_pod(pod)
         if changed:
             for key in self.cache.topologies_in(str((pod.get("metadata") or {}).get("namespace"))):
@@ -184,6 +322,7 @@ class Controller:
     def namespace_event(self, event: Mapping[str, Any]) -> None:
         """Namespace labels decide what namespaceSelectors match: every topology looks again (rare)."""
         body = event["object"]
+        self._touched("namespaces", body)
         changed = self.cache.drop_namespace(body) if event.get("type") == "DELETED" else self.cache.put_namespace(body)
         if changed and self.queue is not None and self._active is not None and self._active.is_set():
             self.enqueue_all()
@@ -193,6 +332,7 @@ class Controller:
         selects namespaces by label)."""
         body = event["object"]
         name = str(body["metadata"]["name"])
+        self._touched("topologyguardrails", body)
         if event.get("type") == "DELETED":
             self._guardrails.pop(name, None)
         else:
@@ -267,6 +407,9 @@ class Controller:
             self.queue.forget(key)
             if outcome.requeue_after is not None:
                 self.queue.add_after(key, outcome.requeue_after)
+        for other in self.reconciler.take_neighbour_changes():
+            # A neighbour's DNS changed: a DNS policy for every pod may now open its pods (urgent).
+            self._add(other, urgent=True)
         metrics.TOPOLOGIES.set(len(self.cache.topologies))
         metrics.POLICIES.set(self.reconciler.expectations.wanted_policies())
 
@@ -295,6 +438,8 @@ class Controller:
             log.info("cluster facts: %s", "; ".join(describe_facts(facts)) or "none")
             for key in needing:
                 self._add(key)
+                for other in self.reconciler.dependents(key[0]):  # their neighbour's DNS may have changed
+                    self._add(other)
 
     async def _follow_facts(self) -> None:
         while True:
@@ -307,3 +452,10 @@ class Controller:
             await asyncio.sleep(self.resync)
             if self._active is not None and self._active.is_set():
                 self.enqueue_all()
+
+
+def _key(kind: str, body: Mapping[str, Any]) -> object:
+    meta = body.get("metadata") or {}
+    if kind in ("namespaces", "topologyguardrails"):
+        return str(meta.get("name"))
+    return (str(meta.get("namespace")), str(meta.get("name")))

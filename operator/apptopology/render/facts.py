@@ -75,6 +75,11 @@ class ClusterFacts:
     kube_api: tuple[APIEndpoint, ...] | None = None
     in_cluster: bool = False  # read from a cluster (False: OFFLINE)
     problems: tuple[str, ...] = field(default=(), compare=False)
+    # What the topology's namespace allows its DNS policy (scope Namespace): False when another topology
+    # there isolates egress with another DNS grant (or none), which a DNS policy selecting every pod
+    # (N.allow-dns) would open; the DNS rule then goes into each tier's policy only. Set per topology by
+    # whoever knows its neighbours (the operator's cache, the CLI's input): see renderer.dns_for_every_pod.
+    dns_for_every_pod: bool = True
 
     def dns_service(self, namespace: str, name: str) -> DNSService | None:
         return next((s for s in self.dns_services if (s.namespace, s.name) == (namespace, name)), None)

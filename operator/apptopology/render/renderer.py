@@ -17,9 +17,11 @@ Only isolated directions get rules: a rule in a non-isolated direction would its
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ipaddress
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,7 +327,7 @@ def render(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> list[dict[st
     namespace_scope = deny.scope == "Namespace"
     # The namespace default-deny's directions (scope Namespace): every pod of the namespace, tier or not.
     types = [t for t, on in (("Ingress", deny.ingress), ("Egress", deny.egress)) if on] if namespace_scope else []
-    dns_everywhere = spec.dns.enabled and namespace_scope and deny.egress
+    dns_everywhere = spec.dns.enabled and namespace_scope and deny.egress and facts.dns_for_every_pod
     dns = resolve_dns(topology, facts)
     dns_text = dns.text()
     where = f"namespace {topology.metadata.namespace}" if topology.metadata.namespace else "the namespace"
@@ -421,5 +423,69 @@ def render(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> list[dict[st
     return policies
 
 
+def dns_grant(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> str | None:
+    """What DNS ``topology`` grants the pods it isolates for egress, as comparable text (its egress rule;
+    "" when DNS is off), or None when it isolates no pod for egress (its pods' egress is not its concern)."""
+    spec = topology.spec
+    deny = spec.default_deny
+    if not (deny.scope == "Namespace" and deny.egress) and not any(spec.isolates(t, "egress") for t in spec.tiers):
+        return None
+    if not spec.dns.enabled:
+        return ""
+    rules = _Direction()
+    for peers, ports in resolve_dns(topology, facts).grants():
+        rules.add(peers, ports)
+    return _canon(rules.rules("to"))
+
+
+def needs_neighbours(topology: AppTopology, facts: ClusterFacts = OFFLINE) -> bool:
+    """Whether rendering ``topology`` depends on the other topologies of its namespace: a DNS policy that
+    selects every pod (scope Namespace, egress isolated, DNS on)."""
+    spec = topology.spec
+    deny = spec.default_deny
+    return spec.dns.enabled and deny.scope == "Namespace" and deny.egress and facts.dns_for_every_pod
+
+
+def dns_for_every_pod(topology: AppTopology, neighbours: Iterable[str | None], facts: ClusterFacts = OFFLINE) -> bool:
+    """Whether ``topology`` may give every pod of its namespace DNS (N.allow-dns, ``podSelector: {}``) beside
+    neighbours with these grants (:func:`dns_grant`): only when each that isolates egress grants exactly the same DNS.
+    Otherwise the policy would open the pods another topology isolates (a pod's own topology decides what
+    it may do), and the pods of no topology that another scope-Namespace topology isolates without it."""
+    own = dns_grant(topology, facts)
+    return all(other is None or other == own for other in neighbours)
+
+
+def with_neighbours(topology: AppTopology, neighbours: Iterable[str | None], facts: ClusterFacts) -> ClusterFacts:
+    """``facts`` for rendering ``topology`` beside neighbours of these grants (see :func:`dns_for_every_pod`)."""
+    if not needs_neighbours(topology, facts) or dns_for_every_pod(topology, neighbours, facts):
+        return facts
+    return dataclasses.replace(facts, dns_for_every_pod=False)
+
+
+def neighbours_note(topology: AppTopology, facts: ClusterFacts) -> str | None:
+    """What the namespace's other topologies changed in the rendering, for status and the CLI (None: nothing)."""
+    spec = topology.spec
+    deny = spec.default_deny
+    if facts.dns_for_every_pod or not (spec.dns.enabled and deny.scope == "Namespace" and deny.egress):
+        return None
+    return (
+        "DNS is allowed to the tiers' pods only, not by a policy selecting every pod: another topology of the "
+        "namespace isolates egress with another DNS peer (or none), and its pods are its own; pods in none of "
+        "this topology's tiers get no DNS from it"
+    )
+
+
 def render_all(topologies: list[AppTopology], facts: ClusterFacts = OFFLINE) -> list[dict[str, Any]]:
-    return [p for t in topologies for p in render(t, facts)]
+    """Every topology's policies, each rendered beside the other topologies of its namespace (as the operator
+    renders them)."""
+    grants = [dns_grant(t, facts) for t in topologies]
+    out = []
+    for i, topology in enumerate(topologies):
+        home = topology.metadata.namespace or "default"
+        neighbours = [
+            g
+            for j, (t, g) in enumerate(zip(topologies, grants, strict=True))
+            if j != i and (t.metadata.namespace or "default") == home
+        ]
+        out += render(topology, with_neighbours(topology, neighbours, facts))
+    return out
