@@ -71,6 +71,22 @@ class Write:
         return "dryRun=All" in self.uri
 
     @property
+    def dry_as_served(self) -> bool:
+        """A dry run as the API server read it: a delete's DeleteOptions body, when one was sent, decides
+        (the query is then ignored); otherwise the query."""
+        if self.verb in ("delete", "deletecollection") and isinstance(self.request, Mapping):
+            return "All" in (self.request.get("dryRun") or [])
+        return self.dry_run
+
+    def deleted(self) -> list[tuple[str, str]]:
+        """(name, UID) of what a delete removed: from the response (a Status with the UID, or the object, or
+        the items of a deletecollection)."""
+        body = self.response or {}
+        if body.get("kind") == "Status":
+            return [(self.name, str((body.get("details") or {}).get("uid") or ""))]
+        return [(_name(o) or self.name, _uid(o)) for o in self.response_objects()]
+
+    @property
     def by_operator(self) -> bool:
         return self.user == OPERATOR_USER
 
@@ -249,48 +265,61 @@ def _name(obj: Mapping[str, Any]) -> str:
 def replay(writes: Sequence[Write]) -> Replay:
     """Every state the namespace's policies went through, from the namespace's creation (no policies).
 
-    Successful writes that are not dry runs change the namespace; they are applied in the order of their
-    resourceVersions. A dry-run write must echo a stored state (its resourceVersion one a real write
-    produced, or none for a create): one that answers with a new revision was a write, and is replayed
-    and reported as such.
+    Successful writes that are not dry runs change the namespace. Creates, updates and patches answer with
+    the object and the resourceVersion (etcd revision) of the write: they are applied in that order. A delete
+    answers with a Status (no revision): it goes where the log has it, after the writes logged before it (the
+    order of one writer's requests; concurrent writers' deletes may be placed a request off).
+
+    A dry run must change nothing. Two ways the log shows one that did: a delete whose DeleteOptions body
+    (which the server follows) has no dryRun, and an answer with a resourceVersion no real write produced.
+    Either is reported and replayed as the write it was.
     """
     out = Replay(writes=list(writes))
-    produced = {_rv(o) for w in writes if w.ok and not w.dry_run for o in w.response_objects()}
-    changes: list[tuple[int, Write, Mapping[str, Any]]] = []
+    real = [w for w in writes if w.ok and not w.dry_as_served]
+    produced = {_rv(o) for w in real if not w.verb.startswith("delete") for o in w.response_objects()}
+    changes: list[tuple[float, int, Write]] = []
+    anchor = 0.0  # the highest revision logged so far: a delete goes right after it
     for write in writes:
         if not write.ok:
             continue
-        for obj in write.response_objects():
-            rv = _rv(obj)
-            if write.dry_run:
-                if rv < 0 or rv in produced:
-                    continue  # an echo of a stored (or never stored) object: nothing changed
-                out.findings.append(
-                    Finding(
-                        "dry-run-wrote",
-                        f"{write.line()}: a dry run answered with resourceVersion {rv}, a revision no real write "
-                        f"produced: it {'deleted' if write.verb.startswith('delete') else 'wrote'} "
-                        f"{_name(obj) or write.name} (request body: {_brief(write.request)})",
-                    )
-                )
-            changes.append((rv, write, obj))
-    changes.sort(key=lambda c: (c[0], c[1].seq))
+        revisions = [_rv(o) for o in write.response_objects()] if not write.verb.startswith("delete") else []
+        if write.dry_run:
+            wrote = not write.dry_as_served or any(rv >= 0 and rv not in produced for rv in revisions)
+            if not wrote:
+                continue  # an echo of a stored (or never stored) object: nothing changed
+            how = (
+                f"its DeleteOptions body, which the server follows, has no dryRun: {_brief(write.request)}"
+                if not write.dry_as_served
+                else f"it answered with resourceVersion {revisions}, a revision no real write produced"
+            )
+            out.findings.append(Finding("dry-run-wrote", f"{write.line()}: a dry run that wrote, {how}"))
+        if revisions:
+            anchor = max(anchor, float(max(revisions)))
+            changes.append((float(max(revisions)), write.seq, write))
+        else:
+            anchor += 1e-3
+            changes.append((anchor, write.seq, write))
+    changes.sort(key=lambda c: (c[0], c[1]))
 
     objects: Objects = {}
     owners: Objects = {}
     out.states.append(State(None, {}, {}))
-    for rv, write, obj in changes:
-        name, uid = _name(obj) or write.name, _uid(obj)
-        current = objects.get(name)
-        if write.verb in ("delete", "deletecollection"):
-            if current is None or _uid(current) != uid:
-                out.findings.append(
-                    Finding("inconsistent", f"{write.line()}: deleted {name} ({uid}), which the record does not hold")
-                )
-            objects.pop(name, None)
-            if not write.by_operator:
-                owners.pop(name, None)
-        else:
+    for rv, _, write in changes:
+        if write.verb.startswith("delete"):
+            for name, uid in write.deleted():
+                current = objects.get(name)
+                if current is None or (uid and _uid(current) != uid):
+                    out.findings.append(
+                        Finding(
+                            "inconsistent", f"{write.line()}: deleted {name} ({uid}), which the record does not hold"
+                        )
+                    )
+                objects.pop(name, None)
+                if not write.by_operator:
+                    owners.pop(name, None)
+        for obj in write.response_objects() if not write.verb.startswith("delete") else []:
+            name, uid = _name(obj) or write.name, _uid(obj)
+            current = objects.get(name)
             if current is not None and (_uid(current) != uid or write.verb == "create"):
                 out.findings.append(
                     Finding(
@@ -304,7 +333,7 @@ def replay(writes: Sequence[Write]) -> Replay:
             objects[name] = dict(obj)
             if not write.by_operator:
                 owners[name] = dict(obj)
-        out.states.append(State(write, dict(objects), dict(owners), rv))
+        out.states.append(State(write, dict(objects), dict(owners), int(rv)))
     out.findings.extend(_adoptions(out))
     return out
 
@@ -323,6 +352,7 @@ def _adoptions(result: Replay) -> list[Finding]:
         if not write.ok or not write.by_operator:
             continue
         uids = {_uid(o) for o in write.response_objects()} | ({write.ref_uid} if write.ref_uid else set())
+        uids |= {uid for _, uid in write.deleted()} if write.verb.startswith("delete") else set()
         for uid in sorted(uids & result.foreign_uids):
             found.append(
                 Finding(
@@ -405,21 +435,16 @@ class Judge:
     def judge(self, states: Sequence[State], chain: Sequence[int] | None = None) -> list[Finding]:
         """Each state within a revision of ``chain`` (indexes into the revisions; default all, in order), never
         one the sequence has left: a state is judged against the revisions from the current position on; it
-        moves to the first that holds it, and to a revision whose render the state is exactly (so "nothing",
-        which holds everything, is left once v1 is in place)."""
+        moves to the first that holds it, and to the next revision when the state is exactly its render (so
+        "nothing", which holds everything, is left once v1 is in place)."""
         chain = list(range(len(self.revisions))) if chain is None else list(chain)
         findings: list[Finding] = []
         at = 0  # position in the chain
         for state in states:
             self.judged += 1
             ours = {n: stored_spec(o.get("spec")) for n, o in state.objects.items() if n not in state.owners}
-            exact = [
-                k
-                for k in range(at + 1, len(chain))
-                if ours == {n: stored_spec(p.get("spec")) for n, p in self.revisions[chain[k]].policies.items()}
-            ]
-            if exact and not self._exact(ours, chain[at]):
-                at = exact[0]
+            if at + 1 < len(chain) and self._exact(ours, chain[at + 1]) and not self._exact(ours, chain[at]):
+                at += 1  # the next revision is in place: the ones before it are left
             conn = self.connectivity(state.objects.values())
             step = next(
                 (

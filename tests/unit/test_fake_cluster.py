@@ -2,7 +2,7 @@
 
 Server-side apply without a precondition onto an object someone else created merges into it, unless a
 field both set differs: the fake now does the same, so a unit test sees an adoption where the real server
-would do one (the integration judge, tests/integration/test_judge.py, sees it on the real server).
+would do one (the integration judge, tests/integration/test_random_scenarios.py, sees it on the real server).
 """
 
 from __future__ import annotations

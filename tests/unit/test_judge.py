@@ -75,14 +75,18 @@ class Recorder:
         self.live[name] = obj
         self._entry(user, "patch" if live else "create", name, 200, f"/np/{name}", obj, copy.deepcopy(obj))
 
-    def delete(self, name: str, user: str = OPERATOR_USER, dry: bool = False, really: bool = False) -> None:
-        """``dry``: sent as a dry run; ``really``: the server deleted anyway (what a body without dryRun does)."""
-        obj = copy.deepcopy(self.live[name])
-        if not dry or really:
-            obj["metadata"]["resourceVersion"] = str(next(self.rv))
+    def delete(self, name: str, user: str = OPERATOR_USER, dry: bool = False, body_dry: bool | None = None) -> None:
+        """``dry``: dryRun=All in the query; ``body_dry``: in the DeleteOptions body too (default: as the
+        query), which is what the server follows."""
+        body_dry = dry if body_dry is None else body_dry
+        uid = self.live[name]["metadata"]["uid"]
+        if not body_dry:
+            next(self.rv)
             del self.live[name]
         uri = f"/np/{name}" + ("?dryRun=All" if dry else "")
-        self._entry(user, "delete", name, 200, uri, {"kind": "DeleteOptions"}, obj)
+        options = {"kind": "DeleteOptions", **({"dryRun": ["All"]} if body_dry else {})}
+        status = {"kind": "Status", "status": "Success", "details": {"name": name, "uid": uid}}
+        self._entry(user, "delete", name, 200, uri, options, status)
 
     def dry_apply(self, name: str, spec: dict[str, Any]) -> None:
         live = self.live[name]
@@ -155,7 +159,7 @@ def test_a_dry_run_delete_that_deleted_is_found_and_replayed_as_a_delete() -> No
     assert replay(rec.writes()).findings == []
     judge = judge_for(v1, v2)
     assert judge.judge(replay(rec.writes()).states) == []
-    rec.delete("app.tier-db", dry=True, really=True)
+    rec.delete("app.tier-db", dry=True, body_dry=False)  # what Kube.delete_policy(dry_run=True) sends
     result = replay(rec.writes())
     assert [f.kind for f in result.findings] == ["dry-run-wrote"]
     assert "app.tier-db" not in result.end
@@ -203,11 +207,21 @@ def test_writes_apply_in_resource_version_order_not_log_order() -> None:
     """Two writers' log lines can interleave out of commit order; the resourceVersion is the commit order."""
     rec = Recorder()
     created(rec, V1)
-    rec.delete("app.tier-db")
+    rec.put("app.tier-db", {**specs(V1)["app.tier-db"], "ingress": []})
     rec.put("app.tier-db", specs(V1)["app.tier-db"])
     rec.entries[-2], rec.entries[-1] = rec.entries[-1], rec.entries[-2]
     result = replay(rec.writes())
-    assert result.findings == [] and "app.tier-db" in result.end
+    assert result.findings == [] and result.end["app.tier-db"]["spec"] == specs(V1)["app.tier-db"]
+
+
+def test_a_dry_run_answering_with_a_new_revision_wrote() -> None:
+    rec = Recorder()
+    created(rec, V1)
+    rec.put("app.tier-db", {**specs(V1)["app.tier-db"], "ingress": []})
+    rec.entries[-1]["requestURI"] += "?dryRun=All"
+    result = replay(rec.writes())
+    assert [f.kind for f in result.findings] == ["dry-run-wrote"] and "resourceVersion" in result.findings[0].message
+    assert result.end["app.tier-db"]["spec"].get("ingress") == []
 
 
 def test_the_audit_log_reader_keeps_followed_namespaces_and_skips_partial_lines(tmp_path: Path) -> None:
