@@ -248,8 +248,8 @@ def _rename(spec: dict[str, Any], old: str, new: str) -> None:
         monitoring["tiers"] = [new if t == old else t for t in monitoring["tiers"]]
 
 
-def mutate(rng: random.Random, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """One random edit of ``spec`` (a copy) and its name."""
+def mutate(rng: random.Random, spec: dict[str, Any], dry: bool = True) -> tuple[dict[str, Any], str]:
+    """One random edit of ``spec`` (a copy) and its name; ``dry``: switching to DryRun is one of them."""
     spec = copy.deepcopy(spec)
     tiers = [t["name"] for t in spec["tiers"]]
     free = [n for n in TIER_NAMES if n not in tiers]
@@ -269,7 +269,7 @@ def mutate(rng: random.Random, spec: dict[str, Any]) -> tuple[dict[str, Any], st
             "change ports",
             "toggle dns",
             "toggle monitoring",
-            "dry run",
+            *(["dry run"] if dry else []),
         ]
     )
     if edit == "rename tier" and free:
@@ -335,13 +335,13 @@ def mutate(rng: random.Random, spec: dict[str, Any]) -> tuple[dict[str, Any], st
     return spec, edit
 
 
-def _revision(rng: random.Random, spec: dict[str, Any], edits: list[str]) -> dict[str, Any]:
-    """v1 plus 1-3 edits (valid, and different from v1 in its render or mode)."""
+def _revision(rng: random.Random, spec: dict[str, Any], edits: list[str], dry: bool = True) -> dict[str, Any]:
+    """``spec`` plus 1-3 edits (valid, and different from ``spec`` in its render or mode)."""
     for _ in range(50):
         new = spec
         made = []
         for _ in range(rng.choice([1, 1, 2, 3])):
-            new, edit = mutate(rng, new)
+            new, edit = mutate(rng, new, dry)
             made.append(edit)
         if "enforcement" in spec:
             new.pop("enforcement", None)  # one DryRun step at most, never DryRun to DryRun
@@ -429,8 +429,7 @@ def generate(seed: int, events: tuple[str, ...] = tuple(EVENTS)) -> Scenario:
                 scenario.event, scenario.refusal = "none", ""
     if scenario.event == "edit":
         more: list[str] = []
-        scenario.v3 = _revision(rng, v2, more)
-        scenario.v3.pop("enforcement", None)
+        scenario.v3 = _revision(rng, v2, more, dry=False)
         scenario.edits.append("then " + ", ".join(more))
     if scenario.squat:
         names = guard_names(v1, v2, *([scenario.v3] if scenario.v3 else []))
