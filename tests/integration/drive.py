@@ -71,6 +71,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     skipped: bool = False
     seconds: float = 0.0
+    resumed_at: int | None = None  # audit position at which a stopped old leader was let go on (SIGCONT)
 
     @property
     def failed(self) -> bool:
@@ -403,13 +404,19 @@ def _change(
             out.notes.append(f"{scenario.event}: the transition ended before write {index}; nothing done")
     if scenario.event == "kill" and env.operator.proc is None:
         env.operator.start()
-    if stopped is not None and replicas is not None and trigger is not None and trigger.fired_at is not None:
-        other = next(r for r in replicas if r is not stopped)
-        wait_for(lambda: _leader([other]), timeout=40, what="the standby leading")
-        _settle(env, namespace, generation)
-        assert stopped.proc is not None
-        os.kill(stopped.proc.pid, signal.SIGCONT)
-        time.sleep(3)  # the old leader's reconcile, if it goes on writing, does so now
+    if stopped is not None and replicas is not None:
+        fired = trigger is not None and trigger.fired_at is not None
+        if fired:
+            other = next(r for r in replicas if r is not stopped)
+            wait_for(lambda: _leader([other]), timeout=40, what="the standby leading")
+            _settle(env, namespace, generation)
+        if scenario.v3 is not None:  # the new leader changes the topology again
+            generation = env.cluster.patch_spec(namespace, TOPOLOGY, scenario.v3)["metadata"]["generation"]
+            _settle(env, namespace, generation)
+        if fired and stopped.proc is not None:
+            out.resumed_at = len(env.audit.writes(namespace))
+            os.kill(stopped.proc.pid, signal.SIGCONT)
+            time.sleep(3)  # the old leader's reconcile, if it goes on writing, does so now
     _settle(env, namespace, generation)
 
 
@@ -447,6 +454,12 @@ def _judge(env: Env, namespace: str, scenario: Scenario, uid: str, out: Outcome,
     bodies = [{"metadata": {"name": TOPOLOGY}, "spec": {**v, "enforcement": "Enforce"}} for v in specs.values()]
     judge = Judge(namespace, bodies, revisions, seen)
     findings = list(result.findings) + live_agrees(result, live, listed_at)
+    if out.resumed_at is not None:
+        # The new leader had settled before the old one went on: any policy write now is the old leader's (or a
+        # repair of what it wrote). A fenced leader sends none after losing the Lease.
+        late = [w.line() for w in writes[out.resumed_at :] if w.by_operator]
+        if late:
+            findings.append(Finding("fence", f"{len(late)} operator writes after the old leader resumed: {late[:6]}"))
     findings += judge.judge(result.states, chain)
     expected = {"nothing": {}, "v1": revisions[1].policies, "v2": revisions[2].policies}
     if scenario.v3 is not None:

@@ -10,7 +10,8 @@ monitoring toggled, DryRun) plus what happens around the change:
 - one ``event``: ``refusal`` (a ValidatingAdmissionPolicy refusing a feature of a policy v2 writes, or a
   ResourceQuota of NetworkPolicies one short), ``kill`` (SIGKILL when the operator's write count in the
   namespace reaches ``at``), ``edit`` (the topology edited to a third revision v3 at that write), ``leader``
-  (two electing replicas: the leader SIGSTOPped at that write, the standby takes over, SIGCONT), or none.
+  (two electing replicas: the leader SIGSTOPped at that write, the standby takes over and the topology is
+  edited to v3, then SIGCONT), or none.
 
 :func:`generate` draws all of it from ``random.Random(seed)``: the seed is the whole scenario.
 tests/integration/drive.py runs it on the control plane and judges it with tests/integration/judge.py.
@@ -427,7 +428,7 @@ def generate(seed: int, events: tuple[str, ...] = tuple(EVENTS)) -> Scenario:
                 scenario.feature = rng.choice(found)
             else:
                 scenario.event, scenario.refusal = "none", ""
-    if scenario.event == "edit":
+    if scenario.event == "edit" or (scenario.event == "leader" and not dry):
         more: list[str] = []
         scenario.v3 = _revision(rng, v2, more, dry=False)
         scenario.edits.append("then " + ", ".join(more))
