@@ -11,6 +11,7 @@ import contextlib
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from harness import ROOT, RUN_SH, Cluster, ControlPlane, Operator, controlplane_or_skip
@@ -33,7 +34,19 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
         )
         yield cp
     finally:
+        audit = Path(cp.env["AUDIT_LOG"])
+        if audit.exists():
+            with open(audit, "rb") as log:
+                AUDIT_LOG_SIZE.append((audit.stat().st_size, sum(1 for _ in log)))
         subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)
+
+
+AUDIT_LOG_SIZE: list[tuple[int, int]] = []  # (bytes, lines) of the session's audit log, shown in the summary
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for size, lines in AUDIT_LOG_SIZE:
+        terminalreporter.write_line(f"control plane audit log: {size / 2**20:.1f} MiB, {lines} lines")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -56,7 +57,12 @@ class Env:
     cp: ControlPlane
     cluster: Cluster
     operator: Operator  # the suite's replica (stopped for a leader change, and started again)
-    audit: AuditLog
+    audit: AuditLog | None = None  # the scenario's own reader of the audit log (set by run())
+
+    @property
+    def log(self) -> AuditLog:
+        assert self.audit is not None, "only within run()"
+        return self.audit
 
 
 @dataclass
@@ -232,7 +238,7 @@ class _Trigger:
     """Calls ``action`` once the operator's NetworkPolicy writes in the namespace reach ``count`` (from now)."""
 
     def __init__(self, env: Env, namespace: str, count: int, action: Callable[[], None]):
-        self.log = AuditLog(env.audit.path, from_end=True)
+        self.log = AuditLog(env.log.path, from_end=True)
         self.log.follow(namespace)
         self.namespace, self.count, self.action = namespace, count, action
         self.fired_at: int | None = None
@@ -316,10 +322,13 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
     if out.classes & skip:
         out.skipped = True
         return out
+    # A reader of its own, from the end of the log as it is now (before the namespace exists): scenarios can
+    # run side by side (tests/integration/soak.py --parallel).
+    env = dataclasses.replace(env, audit=AuditLog(env.cp.env["AUDIT_LOG"], from_end=True))
     namespace = out.namespace = f"j{scenario.seed % 100000}-{uuid.uuid4().hex[:5]}"
     core = client.CoreV1Api(env.cp.api)
     core.create_namespace({"metadata": {"name": namespace}})
-    env.audit.follow(namespace)
+    env.log.follow(namespace)
     try:
         with contextlib.ExitStack() as stack:
             replicas = stack.enter_context(_replicas(env)) if scenario.event == "leader" else None
@@ -340,7 +349,7 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
     except AssertionError as exc:
         out.findings.append(Finding("stuck", str(exc).splitlines()[0][:500]))
     finally:
-        env.audit.forget(namespace)
+        env.log.forget(namespace)
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(namespace)
         out.seconds = time.monotonic() - started
@@ -414,14 +423,14 @@ def _change(
             generation = env.cluster.patch_spec(namespace, TOPOLOGY, scenario.v3)["metadata"]["generation"]
             _settle(env, namespace, generation)
         if fired and stopped.proc is not None:
-            out.resumed_at = len(env.audit.writes(namespace))
+            out.resumed_at = len(env.log.writes(namespace))
             os.kill(stopped.proc.pid, signal.SIGCONT)
             time.sleep(3)  # the old leader's reconcile, if it goes on writing, does so now
     _settle(env, namespace, generation)
 
 
 def _count(env: Env, namespace: str) -> int:
-    return sum(1 for w in env.audit.writes(namespace) if w.by_operator)
+    return sum(1 for w in env.log.writes(namespace) if w.by_operator)
 
 
 def _expected(scenario: Scenario, first: Plan, refused: bool) -> str:
@@ -438,7 +447,7 @@ def _expected(scenario: Scenario, first: Plan, refused: bool) -> str:
 
 def _judge(env: Env, namespace: str, scenario: Scenario, uid: str, out: Outcome, refused: bool) -> list[Finding]:
     live, listed_at = _read_live(env, namespace)  # first: every write it saw is in the log by now (blocking)
-    writes: list[Write] = env.audit.writes(namespace)
+    writes: list[Write] = env.log.writes(namespace)
     result = replay(writes)
     out.states = len(result.states)
     out.writes = sum(1 for w in writes if w.by_operator)

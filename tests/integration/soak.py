@@ -15,19 +15,59 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
+import contextlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from drive import KNOWN_FAILING, Env, run  # noqa: E402
+from drive import KNOWN_FAILING, Env, Outcome, run  # noqa: E402
 from harness import ROOT, RUN_SH, Cluster, Operator, controlplane_or_skip  # noqa: E402
-from judge import AuditLog  # noqa: E402
 from scenarios import EVENTS, generate  # noqa: E402
+
+
+class Gate:
+    """Scenarios share the operator; one that kills or stops it runs alone (a readers-writer lock that lets a
+    waiting writer in before new readers)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writer and not self._waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._writer and not self._readers)
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", default=",".join(EVENTS), help=f"events to draw from (default {','.join(EVENTS)})")
     p.add_argument("--skip-known", action="store_true", help="do not run the known-failure classes (as CI)")
     p.add_argument("--dir", type=Path, help="control plane directory (default: a temporary one, removed after)")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="scenarios at a time (default 1); a kill or a leader change runs alone (it stops the operator)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="a line per scenario, failing or not")
     args = p.parse_args(argv)
     events = tuple(e for e in args.events.split(",") if e)
@@ -52,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         operator = Operator(cp)
         operator.start()
-        env = Env(cp, Cluster(cp), operator, AuditLog(cp.env["AUDIT_LOG"]))
+        env = Env(cp, Cluster(cp), operator)
         skip = KNOWN_FAILING if args.skip_known else frozenset()
         print(f"soak: seeds {args.seed}..{args.seed + args.count - 1}, events {','.join(events)}", flush=True)
         counts: collections.Counter[str] = collections.Counter()
@@ -60,8 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         by_class: collections.Counter[str] = collections.Counter()
         unexplained: list[int] = []
         started = time.monotonic()
-        for seed in range(args.seed, args.seed + args.count):
-            outcome = run(generate(seed, events), env, skip=skip)
+        gate = Gate()
+
+        def one(seed: int) -> Outcome:
+            scenario = generate(seed, events)
+            with gate.exclusive() if scenario.event in ("kill", "leader") else gate.shared():
+                return run(scenario, env, skip=skip)
+
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, args.parallel))
+        futures = [pool.submit(one, seed) for seed in range(args.seed, args.seed + args.count)]
+        for future in concurrent.futures.as_completed(futures):
+            outcome = future.result()
             if outcome.skipped:
                 counts["skipped"] += 1
                 continue
@@ -75,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 known = outcome.classes & KNOWN_FAILING
                 by_class.update(known or {"(none: a new failure)"})
                 if not known:
-                    unexplained.append(seed)
+                    unexplained.append(outcome.scenario.seed)
             if outcome.failed or args.verbose:
                 status = "FAIL" if outcome.failed else "ok"
                 print(f"{outcome.seconds:5.1f}s {status} {outcome.report()}", flush=True)
@@ -84,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: {dict(counts)} in {time.monotonic() - started:.0f}s")
         print(f"soak: failing scenarios by finding kind {dict(kinds)}, by known class {dict(by_class)}")
         if unexplained:
-            print(f"soak: failures outside the known classes, seeds {unexplained}")
+            print(f"soak: failures outside the known classes, seeds {sorted(unexplained)}")
         return 1 if unexplained else 0
     finally:
         if operator is not None:

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from drive import Env, run
 from harness import Cluster, ControlPlane, Operator
-from judge import AuditLog
 from scenarios import from_dict
 
 pytestmark = pytest.mark.integration
@@ -34,7 +33,7 @@ FINDINGS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "findin
 def test_finding(
     finding: dict[str, Any], cluster: Cluster, controlplane: ControlPlane, running_operator: Operator
 ) -> None:
-    env = Env(controlplane, cluster, running_operator, AuditLog(controlplane.env["AUDIT_LOG"]))
+    env = Env(controlplane, cluster, running_operator)
     outcome = run(from_dict(finding["scenario"]), env)
     print(outcome.report())
     assert not outcome.failed, outcome.report()
