@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from harness import Cluster, ControlPlane, Operator, wait_for
+from harness import Cluster, ControlPlane, Operator, network_policy_admission, wait_for
 from judge import AuditLog, Finding, Judge, Revision, Write, end_state, live_agrees, replay
 from kubernetes import client
 from scenarios import TOPOLOGY, Scenario, features, policy, renders
@@ -152,38 +152,9 @@ def _vap(env: Env, namespace: str, scenario: Scenario) -> Callable[[], None]:
     """A ValidatingAdmissionPolicy in ``namespace`` refusing the scenario's feature; returns its removal."""
     assert scenario.feature is not None
     name = f"judge-{namespace}"
-    vap = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["networking.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["networkpolicies"],
-                    }
-                ]
-            },
-            "validations": [
-                {"expression": scenario.feature.cel(), "message": f"judge refuses {scenario.feature.describe()}"}
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
-        },
-    }
-    env.cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([vap, binding]))
+    message = f"judge refuses {scenario.feature.describe()}"
+    manifests = network_policy_admission(name, namespace, scenario.feature.cel(), message)
+    env.cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     refused = next(p for p in renders(scenario.v2, namespace).values() if scenario.feature in features(p))
     harmless = policy("judge-probe-harmless", {"podSelector": {}, "policyTypes": ["Ingress"]})
 

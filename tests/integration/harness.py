@@ -233,5 +233,40 @@ class Cluster:
         return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
 
 
+def network_policy_admission(name: str, namespace: str, expression: str, message: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: NetworkPolicy creates and updates in ``namespace`` must satisfy
+    the CEL ``expression`` (a platform's guardrail at admission)."""
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["networking.k8s.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["networkpolicies"],
+                    }
+                ]
+            },
+            "validations": [{"expression": expression, "message": message}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }
+    return [policy, binding]
+
+
 def load_example(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "examples" / name).read_text()))
