@@ -102,7 +102,8 @@ def classify(scenario: Scenario, first: Plan) -> set[str]:
     later = scenario.v3 is not None or scenario.event in ("kill", "leader")
     revisions = [scenario.v1, scenario.v2, *([scenario.v3] if scenario.v3 is not None else [])]
     names = [set(renders(v, "judge")) for v in revisions]
-    dropped = any(names[i] - names[k] for i in range(len(names)) for k in range(i + 1, len(names)) if names[k])
+    enforced = [v.get("enforcement") != "DryRun" for v in revisions]  # DryRun removes without a dry run
+    dropped = any(names[i] - names[k] for i in range(len(names)) for k in range(i + 1, len(names)) if enforced[k])
     dry_pass = bool(first.owned) and not first.dry_run and not first.conflicts
     if not first.conflicts and (
         (dry_pass and any(w.final and w.is_delete for w in first.writes))

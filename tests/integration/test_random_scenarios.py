@@ -1,10 +1,11 @@
 """The judge in CI: randomized write-path scenarios on the real control plane, every recorded state judged.
 
 Seeds: ``APPTOPOLOGY_JUDGE_SEED`` (default: a fresh one per run, printed) is the first; seeds are taken in
-order until ``APPTOPOLOGY_JUDGE_SCENARIOS`` scenarios (default 36) have run. A failing seed runs alone with
+order until ``APPTOPOLOGY_JUDGE_SCENARIOS`` scenarios (default 24) have run. A failing seed runs alone with
 ``APPTOPOLOGY_JUDGE_SEED=<seed> APPTOPOLOGY_JUDGE_SCENARIOS=1``, or with tests/integration/soak.py.
-Scenarios of a class in :data:`drive.KNOWN_FAILING` are not run (counted as skipped); a leader change costs
-about 50 s (the lease), so at most :data:`LEADER_CHANGES` run here (the soak runs any number).
+Scenarios of a class in :data:`drive.KNOWN_FAILING` are not run (counted as skipped). A leader change costs
+about a minute (the lease): none is drawn here (:data:`LEADER_CHANGES`); tests/integration/findings.yaml has
+one, and the soak runs any number.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from scenarios import generate
 
 pytestmark = pytest.mark.integration
 
-LEADER_CHANGES = 1
+LEADER_CHANGES = 0
 
 
 def test_random_scenarios_stay_within_the_old_or_the_new_revision(
     cluster: Cluster, controlplane: ControlPlane, running_operator: Operator
 ) -> None:
     first = int(os.environ.get("APPTOPOLOGY_JUDGE_SEED") or random.SystemRandom().randrange(10**9))
-    wanted = int(os.environ.get("APPTOPOLOGY_JUDGE_SCENARIOS", "36"))
+    wanted = int(os.environ.get("APPTOPOLOGY_JUDGE_SCENARIOS", "24"))
     env = Env(controlplane, cluster, running_operator)
     print(f"judge: from seed {first}; not run (known to fail today): {sorted(KNOWN_FAILING)}")
     failures, ran, skipped, states, leaders, seed = [], 0, 0, 0, 0, first
