@@ -6,6 +6,7 @@ kube-controller-manager started by tests/controlplane/run.sh on loopback.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -107,6 +108,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process (the thread that started it) goes away, so a killed
+    test run or soak leaves no operator behind to race the next one's (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Operator:
     """``apptopology run`` as a real process with the operator's ServiceAccount identity and RBAC."""
 
@@ -143,6 +154,7 @@ class Operator:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            preexec_fn=_die_with_parent,
         )
         wait_for(self.healthy, timeout=timeout, what="operator liveness endpoint")
 

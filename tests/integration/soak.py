@@ -17,6 +17,7 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000, help="scenarios (default 1000)")
     p.add_argument("--events", default=",".join(EVENTS), help=f"events to draw from (default {','.join(EVENTS)})")
     p.add_argument("--skip-known", action="store_true", help="do not run the known-failure classes (as CI)")
+    p.add_argument("--skip", default="", metavar="CLASSES", help="do not run these classes (comma-separated)")
     p.add_argument("--dir", type=Path, help="control plane directory (default: a temporary one, removed after)")
     p.add_argument(
         "--parallel",
@@ -93,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     base = args.dir or Path(tempfile.mkdtemp(prefix="apptopology-soak-")) / "cp"
     cp = controlplane_or_skip(base)
     operator = None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a TERM stops like ^C: the finally below runs
+    stack = contextlib.ExitStack()
     try:
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         operator = Operator(cp)
         operator.start()
         env = Env(cp, Cluster(cp), operator)
-        skip = KNOWN_FAILING if args.skip_known else frozenset()
+        skip = (KNOWN_FAILING if args.skip_known else frozenset()) | frozenset(c for c in args.skip.split(",") if c)
         print(f"soak: seeds {args.seed}..{args.seed + args.count - 1}, events {','.join(events)}", flush=True)
         counts: collections.Counter[str] = collections.Counter()
         kinds: collections.Counter[str] = collections.Counter()
@@ -113,35 +117,40 @@ def main(argv: list[str] | None = None) -> int:
             with gate.exclusive() if scenario.event in ("kill", "leader") else gate.shared():
                 return run(scenario, env, skip=skip)
 
-        pool = concurrent.futures.ThreadPoolExecutor(max(1, args.parallel))
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max(1, args.parallel)))
+        stack.callback(pool.shutdown, cancel_futures=True)  # on an interrupt: the running ones finish, no more
         futures = [pool.submit(one, seed) for seed in range(args.seed, args.seed + args.count)]
-        for future in concurrent.futures.as_completed(futures):
-            outcome = future.result()
-            if outcome.skipped:
-                counts["skipped"] += 1
-                continue
-            counts["scenarios"] += 1
-            counts["states"] += outcome.states
-            counts["operator writes"] += outcome.writes
-            counts[f"event {outcome.scenario.event}"] += 1
-            if outcome.failed:
-                counts["failed"] += 1
-                kinds.update({f.kind for f in outcome.findings})
-                known = outcome.classes & KNOWN_FAILING
-                by_class.update(known or {"(none: a new failure)"})
-                if not known:
-                    unexplained.append(outcome.scenario.seed)
-            if outcome.failed or args.verbose:
-                status = "FAIL" if outcome.failed else "ok"
-                print(f"{outcome.seconds:5.1f}s {status} {outcome.report()}", flush=True)
-            if counts["scenarios"] % 50 == 0:
-                print(f"... {dict(counts)} in {time.monotonic() - started:.0f}s", flush=True)
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                outcome = future.result()
+                if outcome.skipped:
+                    counts["skipped"] += 1
+                    continue
+                counts["scenarios"] += 1
+                counts["states"] += outcome.states
+                counts["operator writes"] += outcome.writes
+                counts[f"event {outcome.scenario.event}"] += 1
+                if outcome.failed:
+                    counts["failed"] += 1
+                    kinds.update({f.kind for f in outcome.findings})
+                    known = outcome.classes & KNOWN_FAILING
+                    by_class.update(known or {"(none: a new failure)"})
+                    if not known:
+                        unexplained.append(outcome.scenario.seed)
+                if outcome.failed or args.verbose:
+                    status = "FAIL" if outcome.failed else "ok"
+                    print(f"{outcome.seconds:5.1f}s {status} {outcome.report()}", flush=True)
+                if counts["scenarios"] % 50 == 0:
+                    print(f"... {dict(counts)} in {time.monotonic() - started:.0f}s", flush=True)
+        except KeyboardInterrupt:
+            print("soak: interrupted (the scenarios running finish first)", flush=True)
         print(f"soak: {dict(counts)} in {time.monotonic() - started:.0f}s")
         print(f"soak: failing scenarios by finding kind {dict(kinds)}, by known class {dict(by_class)}")
         if unexplained:
             print(f"soak: failures outside the known classes, seeds {sorted(unexplained)}")
         return 1 if unexplained else 0
     finally:
+        stack.close()
         if operator is not None:
             operator.stop()
         if args.dir is None:
