@@ -1,25 +1,26 @@
 """The judge: every state of a namespace's NetworkPolicies that the API server recorded, within a revision.
 
 The control plane's audit policy logs every NetworkPolicy write at RequestResponse (tests/controlplane/run.sh):
-the request and the object as stored (or as deleted) with the resourceVersion of the write. Those
-resourceVersions are etcd revisions, so sorting the successful writes by them gives the order in which they
-really happened, whoever sent them and however their log lines interleave. Replaying them from the
-namespace's creation rebuilds every state the namespace went through; each is then judged:
+the request as the server decoded it, and the answer: the object as stored, with the resourceVersion (etcd
+revision) of the write, or for a delete a Status naming the UID removed. Creates, updates and patches are
+replayed in the order of their revisions, whoever sent them and however their log lines interleave;
+deletes where the log has them. Replaying from the namespace's creation rebuilds every state the namespace
+went through; each is then judged:
 
 - **Connectivity** (the independent evaluator, on an inventory synthesized from every revision plus
-  stand-ins for every selector any state used): every state allows a subset of one of the revisions
-  (each revision's render together with the namespace's other policies, as their owners wrote them), and
-  the sequence moves along the expected chain of revisions, never back (``∅ → v1 → v2``, or
-  ``∅ → v1 → v2 → v1`` when a refusal makes the operator restore).
-- **Dry runs changed nothing**: a write sent with ``dryRun=All`` that answers with a resourceVersion no
-  real write produced was itself a write (the server follows a DeleteOptions body over the query); it is
-  replayed as the write it was, and reported.
+  stand-ins for every selector any state used): every state allows a subset of a revision (its render
+  together with the namespace's other policies, as their owners wrote them), moving along the expected
+  chain of revisions and never back (``nothing -> v1 -> v2``, ``... -> v2 -> v1`` when a refusal makes the
+  operator restore, ``... -> v3`` after an edit).
+- **Dry runs changed nothing**: a delete marked ``dryRun=All`` whose DeleteOptions body (which the server
+  follows over the query) has no dryRun, or a dry run answering with a revision no real write produced, was
+  a write: it is reported, and replayed as the write it was.
 - **Never adopt**: no successful operator write, dry or real, answers with (or names) the UID of an object
   the operator did not create.
-- **The record agrees with the namespace**: the replayed end state has the live objects' names, UIDs and
-  resourceVersions (a later read), and the operator's objects equal the expected end revision.
+- **The record agrees with the namespace**: a LIST's objects (names, UIDs, resourceVersions) are the
+  replayed state at the LIST's revision, and the operator's objects at the end are the expected revision.
 
-Pure over the log lines: nothing here talks to the API server (tests/integration/scenarios.py does).
+Pure over the log lines: nothing here talks to the API server (tests/integration/drive.py does).
 """
 
 from __future__ import annotations
