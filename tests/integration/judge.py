@@ -222,7 +222,7 @@ class State:
     write: Write | None
     objects: Objects
     owners: Objects  # the other identities' objects as their owners last wrote them (the reference's part)
-    rv: int = 0
+    rv: float = 0.0  # a delete: just after the write logged before it (its own revision is not logged)
 
     def label(self) -> str:
         return self.write.line() if self.write is not None else "start"
@@ -334,7 +334,7 @@ def replay(writes: Sequence[Write]) -> Replay:
             objects[name] = dict(obj)
             if not write.by_operator:
                 owners[name] = dict(obj)
-        out.states.append(State(write, dict(objects), dict(owners), int(rv)))
+        out.states.append(State(write, dict(objects), dict(owners), rv))
     out.findings.extend(_adoptions(out))
     return out
 

@@ -247,3 +247,14 @@ def test_scenarios_are_reproducible_and_refusals_spare_the_old_revision() -> Non
             assert scenario.feature in refusable(scenario.v1, scenario.v2)
     port = Feature("port", "ingress", "5432")
     assert port not in refusable(V1, V2)  # v1's db has it: refusing it would refuse v1's restore too
+
+
+def test_a_read_between_a_write_and_the_next_delete_sees_the_object() -> None:
+    """A delete's answer carries no revision: the replay puts it just after the write logged before it, so a
+    LIST at that write's revision still holds the object, and one at any later revision does not."""
+    rec = Recorder()
+    created(rec, V1)
+    last = int(rec.live["app.tier-web"]["metadata"]["resourceVersion"])
+    rec.delete("app.tier-web")
+    result = replay(rec.writes())
+    assert "app.tier-web" in result.at(last) and "app.tier-web" not in result.at(last + 1)
