@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "tests" / "controlplane" / "run.sh"
 OPERATOR_USER = "system:serviceaccount:apptopology-system:apptopology-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+SUMMARY: list[str] = []  # lines for the end of the pytest output (tests/integration/conftest.py prints them)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "") -> Any:
