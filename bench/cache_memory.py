@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from operator_bench import topology  # noqa: E402
 
-from apptopology.api.validation import parse_topology  # noqa: E402
 from apptopology.controller.cache import Cache  # noqa: E402
 from apptopology.planner.plan import desired_policies  # noqa: E402
+from apptopology.render.validation import parse_topology  # noqa: E402
 
 MANAGED_FIELDS = [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {"f:podIP": {}}}}] * 3
 

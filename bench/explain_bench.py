@@ -47,12 +47,12 @@ sys.path.insert(0, str(ROOT / "tests" / "crosscheck"))
 
 from nca_tool import NcaUnavailable, locate_nca, nca_command, write_inputs  # noqa: E402
 
-from apptopology.analysis import matrix as analysis_matrix  # noqa: E402
-from apptopology.analysis import merge_inventories, subject  # noqa: E402
-from apptopology.api.validation import parse_topology  # noqa: E402
+from apptopology.analysis.explain import matrix as analysis_matrix  # noqa: E402
+from apptopology.analysis.intent import synthesize  # noqa: E402
+from apptopology.analysis.subject import merge_inventories, subject  # noqa: E402
 from apptopology.evaluator import Evaluator, inventory_from_manifests, parse_policies  # noqa: E402
-from apptopology.intent import synthesize  # noqa: E402
 from apptopology.render.renderer import render  # noqa: E402
+from apptopology.render.validation import parse_topology  # noqa: E402
 
 T = TypeVar("T")
 Manifest = dict[str, Any]

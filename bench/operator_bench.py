@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from harness import RUN_SH, ControlPlane, Operator, controlplane_or_skip  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from apptopology.api.validation import parse_topology  # noqa: E402
 from apptopology.render.renderer import render  # noqa: E402
+from apptopology.render.validation import parse_topology  # noqa: E402
 
 NAMESPACES = 100
 THREADS = 8

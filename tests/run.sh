@@ -9,13 +9,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -m pip install --quiet -e '.[dev,docs]'
 
 echo "== lint and types"
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 .venv/bin/mypy
 .venv/bin/lint-imports
+
+echo "== docs"
+.venv/bin/python docs/gen.py --check
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 
 if [ -x tests/controlplane/build.sh ]; then
   echo "== control plane binaries (cached after the first build)"

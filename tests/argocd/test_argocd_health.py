@@ -24,7 +24,8 @@ import yaml
 
 from apptopology.api.spec import AppTopologySpec
 from apptopology.api.status import ISOLATION_REASONS, AppTopologyStatus, Reason
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology
+from apptopology.render.validation import parse_topology
 from shared import ROOT
 
 HEALTH_LUA = ROOT / "deploy" / "components" / "argocd-health" / "health.lua"

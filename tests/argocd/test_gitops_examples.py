@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology.api.validation import parse_topology
 from apptopology.evaluator.policy import parse_policy
+from apptopology.render.validation import parse_topology
 from shared import ROOT
 
 GITOPS = ROOT / "examples" / "gitops"

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apptopology.api.validation import parse_topology
+from apptopology.analysis.intent import synthesize
 from apptopology.evaluator import ContainerPort, External, Inventory, Namespace, Pod
-from apptopology.intent import synthesize
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from shared import example_documents
 
 Manifest = dict[str, Any]

@@ -17,7 +17,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology
+from apptopology.render.validation import parse_topology
 from shared import example_documents
 from strategies import topologies
 

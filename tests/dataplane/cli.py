@@ -27,7 +27,7 @@ from kubernetes import client  # noqa: E402
 from matrix import Case, Probe  # noqa: E402
 from netns import NetnsError  # noqa: E402
 
-from apptopology.documents import InputError, load_documents  # noqa: E402
+from apptopology.cli.documents import InputError, load_documents  # noqa: E402
 from apptopology.evaluator import External, PortSet  # noqa: E402
 from dataplane import Dataplane, DataplaneError, Port  # noqa: E402
 

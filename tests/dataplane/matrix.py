@@ -39,9 +39,10 @@ from kubernetes import client
 from kuberouter import KubeRouterModel
 from netns import Protocol, Result
 
-from apptopology.analysis import matrix, merge_inventories, subject
+from apptopology.analysis.explain import matrix
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories, subject
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import parse_topology
 from apptopology.evaluator import (
     NAME_LABEL,
     Evaluator,
@@ -51,7 +52,7 @@ from apptopology.evaluator import (
     PortSet,
     inventory_from_manifests,
 )
-from apptopology.intent import synthesize
+from apptopology.render.validation import parse_topology
 from dataplane import Dataplane, Port
 
 GROUP, VERSION, PLURAL = "apptopology.io", "v1alpha1", "apptopologies"

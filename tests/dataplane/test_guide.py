@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from apptopology.analysis import explain_one, subject
+from apptopology.analysis.explain import explain_one
+from apptopology.analysis.subject import subject
 from apptopology.evaluator import Inventory, Namespace, Pod
 from dataplane import Dataplane, Port
 

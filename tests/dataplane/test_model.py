@@ -8,9 +8,9 @@ from harness import load_example
 from kuberouter import KubeRouterModel, resolve_catch_all_named_ports, shared_chain_allows
 from matrix import UNRELATED_PORT, probe_ports
 
-from apptopology.api.validation import parse_topology
+from apptopology.analysis.intent import synthesize
 from apptopology.evaluator import ContainerPort, Evaluator, External, Inventory, Namespace, Pod, parse_policies
-from apptopology.intent import synthesize
+from apptopology.render.validation import parse_topology
 
 
 def policy(name: str, spec: dict[str, Any], namespace: str = "ns") -> dict[str, Any]:

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apptopology.analysis import merge_inventories, synthesize_from_policies
-from apptopology.api.validation import parse_spec
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories, synthesize_from_policies
 from apptopology.evaluator import Endpoint, Evaluator, Inventory, PortSet
-from apptopology.intent import synthesize
 from apptopology.planner.compare import stored_spec
+from apptopology.render.validation import parse_spec
 
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 OPERATOR_USER = "system:serviceaccount:apptopology-system:apptopology-operator"

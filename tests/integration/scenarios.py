@@ -26,9 +26,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from apptopology.api.validation import InvalidTopology, parse_spec
+from apptopology.api.validation import InvalidTopology
 from apptopology.planner.plan import desired_policies
 from apptopology.planner.transition import guard_name
+from apptopology.render.validation import parse_spec
 
 TOPOLOGY = "app"
 TIER_NAMES = ["web", "api", "db", "cache", "queue", "front", "back"]

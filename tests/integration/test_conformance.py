@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from apptopology.api.spec import AppTopology
 from apptopology.api.validation import semantic_issues
 from apptopology.cli import main
-from apptopology.documents import dump_yaml, parse_documents
+from apptopology.cli.documents import dump_yaml, parse_documents
 from apptopology.render.renderer import render
 from shared import example_documents, invalid_cases
 

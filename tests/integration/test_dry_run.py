@@ -53,25 +53,17 @@ def _snapshot(cluster: Cluster, namespace: str) -> dict[str, tuple[str, str]]:
 
 # verb -> the dry-run call, given (kube, namespace, the existing policy as stored)
 VERBS: dict[str, Callable[[Kube, str, dict[str, Any]], object]] = {
-    "apply creating a new object": lambda kube, ns, live: kube.apply_policy(_policy("new", ns), None, dry_run=True),
+    "create (a new name, no UID)": lambda kube, ns, live: kube.apply_policy(_policy("new", ns), None, dry_run=True),
     "apply updating an existing object (UID precondition)": lambda kube, ns, live: kube.apply_policy(
         _policy("existing", ns, {**SPEC, "ingress": [{}]}), live["metadata"]["uid"], dry_run=True
     ),
-    "delete with a UID precondition": lambda kube, ns, live: kube.delete_policy(
+    "delete (UID precondition)": lambda kube, ns, live: kube.delete_policy(
         ns, "existing", live["metadata"]["uid"], dry_run=True
     ),
-    "delete without a precondition": lambda kube, ns, live: kube.delete_policy(ns, "existing", None, dry_run=True),
 }
-DELETES_TODAY = pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: Kube.delete_policy(dry_run=True) sends DeleteOptions without dryRun; the server deletes",
-)
 
 
-@pytest.mark.parametrize(
-    "verb",
-    [pytest.param(v, marks=DELETES_TODAY) if v.startswith("delete") else v for v in VERBS],
-)
+@pytest.mark.parametrize("verb", list(VERBS))
 def test_a_dry_run_changes_nothing(
     cluster: Cluster, controlplane: ControlPlane, operator_kube: Kube, namespace: str, verb: str
 ) -> None:

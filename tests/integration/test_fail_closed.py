@@ -306,7 +306,7 @@ def test_old_names_migrate_new_policies_first(
         for w in controlplane.audit_writes()[writes_before:]
         if w["objectRef"].get("resource") == "networkpolicies" and not _dry_run(w)
     ]
-    creates = [i for i, (verb, name) in enumerate(writes) if verb == "patch" and name.startswith("shop.")]
+    creates = [i for i, (verb, name) in enumerate(writes) if verb in ("create", "patch") and name.startswith("shop.")]
     deletes = [i for i, (verb, name) in enumerate(writes) if verb == "delete"]
     assert len(creates) == 5 and len(deletes) == 5 and max(creates) < min(deletes), writes
 

@@ -22,11 +22,12 @@ from harness import Cluster, ControlPlane, wait_for
 from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 
+from apptopology.analysis.intent import satisfying_labels
 from apptopology.api.guardrail import MAX_LISTED, NAME_LABEL, parse_guardrail
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.intent import satisfying_labels
+from apptopology.api.validation import InvalidTopology
 from apptopology.render import guardrails as gr
+from apptopology.render.validation import parse_topology
 from shared import guardrail_cases, guardrail_documents
 from strategies import topologies
 
@@ -104,19 +105,25 @@ class Admission:
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
 
     def create(self, doc: dict[str, Any], dry_run: bool = False) -> str | None:
-        """None when admitted, else the API server's message."""
-        try:
-            self.custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                doc["metadata"]["namespace"],
-                "apptopologies",
-                doc,
-                **({"dry_run": "All"} if dry_run else {}),
-            )
-        except client.ApiException as exc:
-            return str(json.loads(exc.body)["message"])
-        return None
+        """None when admitted, else the API server's message. A request that timed out (504: the machine
+        loaded, the largest topologies' CEL taking longer than the request may) has no answer yet: asked
+        again, up to three times."""
+        for attempt in range(3):
+            try:
+                self.custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    doc["metadata"]["namespace"],
+                    "apptopologies",
+                    doc,
+                    **({"dry_run": "All"} if dry_run else {}),
+                )
+            except client.ApiException as exc:
+                if exc.status == 504 and dry_run and attempt < 2:  # a real create may have happened
+                    continue
+                return str(json.loads(exc.body)["message"])
+            return None
+        raise AssertionError("unreachable")
 
     def refuses(self, namespace: str, guardrail: str | None = None) -> bool:
         """Whether a guardrail (``guardrail``, or any) refuses the probe topology in ``namespace``."""

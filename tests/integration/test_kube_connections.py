@@ -44,6 +44,6 @@ def test_every_call_gives_its_connection_back(controlplane: ControlPlane, namesp
         kube.list_policies(namespace)
         kube.get_policy(namespace, "p")
         kube.delete_policy(namespace, "p", str(live["metadata"]["uid"]))
-        kube.delete_policy(namespace, "p", None)  # already gone: 404, ignored
+        kube.delete_policy(namespace, "p", str(live["metadata"]["uid"]))  # already gone: 404, ignored
         kube.get_topology(namespace, "missing")  # 404
     assert connections_opened(api) == 1

@@ -5,11 +5,10 @@ It keeps what matters for the executor's logic: objects stored in the API server
 preconditions, dry runs that store nothing, a count limit like a ResourceQuota, refusals and transient
 failures injected per call, and a log of every request.
 
-Never kinder than the real server: an apply without a UID onto an object someone else holds is what
-server-side apply does with it, a merge (the object keeps its UID and owner and gains ours: adopted) unless a
-field both set differs (409). What the fake cannot see is what the client puts on the wire (a dry-run
-flag in the query but not in the DeleteOptions body deletes for real): tests/integration/test_dry_run.py
-sends every dry-run verb through the real client to the real API server.
+Never kinder than the real server: an apply without a UID is what the real client sends for it, a create,
+which fails on any object holding the name. What the fake cannot see is what the client puts on the wire
+(a dry-run flag in the query but not in a DeleteOptions body deletes for real):
+tests/integration/test_dry_run.py sends every dry-run verb through the real client to the real API server.
 """
 
 from __future__ import annotations
@@ -117,15 +116,8 @@ class FakeCluster:
         live = self.policies.get(key)
         if uid is not None and (live is None or live["metadata"]["uid"] != uid):
             raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
-        ours = live is not None and any(
-            r.get("uid") == body["metadata"]["ownerReferences"][0]["uid"]
-            for r in live["metadata"].get("ownerReferences") or []
-        )
-        if uid is None and live is not None and not ours:
-            stored = _merged(live, body)  # what a non-forced server-side apply does with someone else's object
-            if not dry_run:
-                self.policies[key] = stored
-            return copy.deepcopy(stored)
+        if uid is None and live is not None:  # a create (the real client POSTs): never merges into what exists
+            raise ApiError(409, "AlreadyExists", f'networkpolicies.networking.k8s.io "{meta["name"]}" already exists')
         if live is None and self.quota is not None and len(self.names(meta["namespace"])) >= self.quota:
             raise ApiError(403, "Forbidden", "exceeded quota: count/networkpolicies.networking.k8s.io")
         stored = copy.deepcopy(dict(body))
@@ -135,23 +127,24 @@ class FakeCluster:
             self.policies[key] = stored
         return copy.deepcopy(stored)
 
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
         self._check("delete", name, dry_run)
         live = self.policies.get((namespace, name))
         if live is None:
             return
-        if uid is not None and live["metadata"]["uid"] != uid:
+        if live["metadata"]["uid"] != uid:
             raise ApiError(409, "Conflict", "Precondition failed: UID")
         if not dry_run:
             del self.policies[(namespace, name)]
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         self._check("status", name, False)
         body = self.topologies[(namespace, name)]
         if resource_version and body["metadata"]["resourceVersion"] != resource_version:
             raise ApiError(409, "Conflict", "the object has been modified")
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(dict(status))}
         body["metadata"]["resourceVersion"] = str(next(self._ids))
+        return str(body["metadata"]["resourceVersion"])
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check("event", topology["metadata"]["name"], False)
@@ -165,45 +158,3 @@ class FakeCluster:
         for body in self.topologies.values():
             cache.put_topology(copy.deepcopy(body))
         return cache.view((namespace, name))
-
-
-def _merged(live: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    """A non-forced server-side apply of ``body`` onto ``live``, which another manager wrote: 409 when a field
-    both set differs; otherwise the union (labels, annotations and selector labels key by key, our
-    ownerReference beside theirs, atomic lists as they are when equal or unset there), UID kept."""
-    have, want = stored_spec(live.get("spec")), stored_spec(body.get("spec"))
-    conflicts = []
-    spec = copy.deepcopy(have)
-    for field_name, value in want.items():
-        if field_name == "podSelector":
-            labels = dict((have.get("podSelector") or {}).get("matchLabels") or {})
-            for k, v in (value.get("matchLabels") or {}).items():
-                if labels.get(k, v) != v:
-                    conflicts.append(f".spec.podSelector.matchLabels.{k}")
-                labels[k] = v
-            expressions = value.get("matchExpressions")
-            if expressions and (have.get("podSelector") or {}).get("matchExpressions") not in (None, expressions):
-                conflicts.append(".spec.podSelector.matchExpressions")
-            selector = {**(have.get("podSelector") or {}), **({"matchLabels": labels} if labels else {})}
-            if expressions:
-                selector["matchExpressions"] = expressions
-            spec["podSelector"] = selector
-        elif field_name in have and have[field_name] != value:
-            conflicts.append(f".spec.{field_name}")
-        else:
-            spec[field_name] = value
-    meta = copy.deepcopy(dict(live["metadata"]))
-    for part in ("labels", "annotations"):
-        merged = dict(meta.get(part) or {})
-        for k, v in (body["metadata"].get(part) or {}).items():
-            if merged.get(k, v) != v:
-                conflicts.append(f".metadata.{part}.{k}")
-            merged[k] = v
-        if merged:
-            meta[part] = merged
-    refs = list(meta.get("ownerReferences") or [])
-    refs += [r for r in body["metadata"].get("ownerReferences") or [] if r not in refs]
-    meta["ownerReferences"] = refs
-    if conflicts:
-        raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflicts: {', '.join(conflicts)}")
-    return {**copy.deepcopy(dict(live)), "metadata": meta, "spec": stored_spec(spec)}

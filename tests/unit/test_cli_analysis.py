@@ -29,7 +29,31 @@ def test_explain_matrix_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert header[:5] == ["from", "\\", "to", "frontend", "api"]
     rows = {line.split()[0]: line for line in lines[2:] if line.strip()}
     assert "TCP/8080" in rows["frontend"] and "TCP/5432" in rows["api"]
-    assert "TCP/80, TCP/443" in rows["203.0.113.10"]
+    # The declared ipBlock's address, not the stand-ins for the rest of the world (--all shows those).
+    assert "TCP/80, TCP/443" in rows["128.0.0.1"]
+    assert "203.0.113.10" not in out and "production/unlabelled" not in out
+    assert "stand-ins for the rest of the world hidden" in out and out.count("cells:") == 1
+
+
+def test_explain_matrix_all_shows_the_stand_ins(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--all")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    assert "TCP/80, TCP/443" in rows["203.0.113.10"] and "production/unlabelled" in rows
+
+
+def test_explain_matrix_fits_the_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wider than the terminal (or 120 columns in a pipe): one source at a time, what it reaches and not."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--all")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 120
+    assert "frontend\n  -> api" in out and "TCP/8080" in out and "  denied: database, " in out
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, _ = run(capsys, "explain", "-f", THREE_TIER)
+    assert max(len(line) for line in out.splitlines()) <= 60
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "md"])
@@ -49,6 +73,7 @@ def test_explain_matrix_formats(capsys: pytest.CaptureFixture[str], fmt: str) ->
 def test_explain_one_question(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--from", "frontend", "--to", "api", "--port", "8080")
     assert code == 0 and out.startswith("ALLOWED")
+    assert "declared by spec.flows[1] (frontend -> api on TCP/8080)" in out
     assert "shop.tier-frontend egress[0]" in out and "shop.tier-api ingress[0]" in out
     code, out, _ = run(
         capsys,
@@ -65,10 +90,11 @@ def test_explain_one_question(capsys: pytest.CaptureFixture[str]) -> None:
         "json",
     )
     verdict = json.loads(out)
-    assert code == 0 and verdict["allowed"] is False
+    assert code == 1 and verdict["allowed"] is False  # DENIED exits 1, as kubectl auth can-i does
     assert "production/shop.tier-database" in verdict["ingress"]["isolatedBy"]
+    assert [f["flow"] for f in verdict["flows"]] == ["spec.flows[1]", "spec.flows[2]"]
     code, out, _ = run(capsys, "explain", "-f", THREE_TIER, "--from", "api", "--to", "198.51.100.7", "--port", "53/UDP")
-    assert code == 0 and out.startswith("DENIED")
+    assert code == 1 and out.startswith("DENIED")
 
 
 def test_explain_inventory_and_hand_written_policies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,6 +167,13 @@ def test_verify_hand_written_policies_lists_differences(capsys: pytest.CaptureFi
     code, out, _ = run(capsys, "verify", "-f", THREE_TIER, "--policies", str(CASES / "guide-three-tier.yaml"))
     assert code == 1
     assert out.startswith("FAIL: shop:")
+    # Grouped by cause, with counts; the pairs on request.
+    assert "extra (25 pairs): spec.defaultDeny isolates every pod of production for egress, but no policy" in out
+    assert "missing (2 pairs): declared by spec.dns (the policies deny its egress)" in out
+    assert "extra   database" not in out
+    code, out, _ = run(
+        capsys, "verify", "-f", THREE_TIER, "--policies", str(CASES / "guide-three-tier.yaml"), "--pairs"
+    )
     # The guide's database egress is open, and its DNS rule is UDP only and the whole kube-system namespace.
     assert "extra   database -> 203.0.113.10 (internet): all" in out
     assert "missing frontend -> kube-system/dns-pod: TCP/53" in out
@@ -174,9 +207,13 @@ def test_verify_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def test_diff(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     new = tmp_path / "new.yaml"
     new.write_text(Path(THREE_TIER).read_text().replace("ports: [{port: 8080}]", "ports: [{port: 8080}, {port: 9090}]"))
-    code, out, _ = run(capsys, "diff", THREE_TIER, str(new))
+    code, out, _ = run(capsys, "diff", "-f", THREE_TIER, "-f", str(new), "--pairs")
     assert code == 1
-    assert out.splitlines() == ["+ frontend -> api: TCP/9090"]
+    assert out.splitlines() == [
+        "1 pair gained connectivity, 0 pairs lost some:",
+        "+ added (1 pair): shop spec.flows[1] (frontend -> api on TCP/8080, TCP/9090)",
+        "    + frontend -> api: TCP/9090",
+    ]
     code, out, _ = run(capsys, "diff", THREE_TIER, THREE_TIER)
     assert code == 0 and "no change" in out
     code, out, _ = run(capsys, "diff", str(new), THREE_TIER, "-o", "json")

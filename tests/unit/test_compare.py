@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.analysis.intent import synthesize
+from apptopology.api.validation import InvalidTopology
 from apptopology.evaluator import Evaluator
-from apptopology.intent import synthesize
 from apptopology.planner.compare import in_sync, managed_digest, stored_spec
 from apptopology.planner.plan import desired_policies
+from apptopology.render.validation import parse_topology
 from strategies import topologies
 
 Policy = dict[str, Any]

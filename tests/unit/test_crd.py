@@ -55,7 +55,8 @@ from apptopology.api.spec import (
     Port,
     Tier,
 )
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology
+from apptopology.render.validation import parse_topology
 from shared import ROOT, example_documents, go_pattern, invalid_cases
 
 CRD_FILE = ROOT / crdgen.DEFAULT_PATH

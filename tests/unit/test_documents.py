@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology.documents import KubeLoader, dump_yaml, parse_documents
+from apptopology.cli.documents import KubeLoader, dump_yaml, parse_documents
 
 # Plain scalars where go-yaml v2 and PyYAML disagree, with what kubectl sends to the API server.
 GO_YAML = [

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from apptopology.analysis import verify
-from apptopology.api.validation import InvalidTopology, parse_topology
-from apptopology.cli import dump_yaml, main
-from apptopology.documents import load_documents, load_topologies
+from apptopology.analysis.verify import verify
+from apptopology.api.validation import InvalidTopology
+from apptopology.cli import main
+from apptopology.cli.documents import load_documents, load_topologies
+from apptopology.cli.output import dump_yaml
 from apptopology.evaluator import Evaluator, External, Inventory, Namespace, Pod
 from apptopology.render.facts import (
     OFFLINE,
@@ -35,6 +36,7 @@ from apptopology.render.facts import (
     wanted_objects,
 )
 from apptopology.render.renderer import render, render_notes, resolve_dns
+from apptopology.render.validation import parse_topology
 from shared import ROOT
 from strategies import cluster_facts_strategy, topologies
 

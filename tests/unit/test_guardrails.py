@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apptopology.analysis.intent import Intent, synthesize
 from apptopology.api import admission, crdgen
 from apptopology.api.guardrail import (
     DEFAULT_INTERNAL_CIDRS,
@@ -43,13 +45,13 @@ from apptopology.api.spec import (
     Tier,
     TierIsolation,
 )
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.api.validation import InvalidTopology
 from apptopology.cli import main
 from apptopology.evaluator import Evaluator, External, Inventory, Namespace, Pod
-from apptopology.intent import Intent, synthesize
 from apptopology.render import guardrails as gr
 from apptopology.render.facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from guardrail_strategies import guardrail_documents
 from shared import ROOT, guardrail_cases
 from shared import guardrail_documents as case_guardrail_documents
@@ -110,7 +112,9 @@ def test_case_through_the_cli(case: dict[str, Any], tmp_path: Path, capsys: pyte
         f"error: {topo}: document 0: {v['path']}: {v['text']} (TopologyGuardrail {v['guardrail']}: {v['rule']})"
         for v in case["violations"]
     ]
-    assert err.splitlines() == expected
+    # Each line ends with the line of the field in the file: "(line 12)".
+    assert [re.sub(r" \(line \d+\)$", "", line) for line in err.splitlines()] == expected
+    assert all(re.search(r" \(line \d+\)$", line) for line in err.splitlines())
     assert code == (1 if expected else 0)
     if not expected:
         assert out.startswith(f"OK: AppTopology {case['namespace']}/shop")
@@ -905,14 +909,13 @@ def test_admission_text_is_path_text_rule(case: dict[str, Any]) -> None:
         assert str(v) == f"{v.path}: {v.text} (TopologyGuardrail {v.guardrail}: {v.rule})"
 
 
-# --- the README --------------------------------------------------------------------------------------------
+# --- the docs ----------------------------------------------------------------------------------------------
 
 
-def test_readme_guardrail_and_output_are_real(
+def test_docs_guardrail_and_output_are_real(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Guardrails for platform teams") :]
+    section = (ROOT / "docs" / "guardrails.md").read_text()
     block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
     example = ROOT / "examples" / "guardrails" / "tenants.yaml"
     assert yaml.safe_load(block) == yaml.safe_load(example.read_text())

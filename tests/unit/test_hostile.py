@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apptopology.documents import MAX_DOCUMENT_BYTES, MAX_SOURCE_BYTES
+from apptopology.cli.documents import MAX_DOCUMENT_BYTES, MAX_SOURCE_BYTES
 
 HEAD = b"apiVersion: apptopology.io/v1alpha1\nkind: AppTopology\nmetadata: {name: shop}\n"
 TIERS = b"spec:\n  tiers: [{name: api, podSelector: {}}]\n"

@@ -17,13 +17,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from apptopology.adoption.importer import by_namespace, import_namespace, report_lines
-from apptopology.analysis import merge_inventories, synthesize_from_policies
-from apptopology.api.validation import parse_topology
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories, synthesize_from_policies
 from apptopology.cli import main
-from apptopology.documents import load_documents
+from apptopology.cli.documents import load_documents
 from apptopology.evaluator import Evaluator, Inventory
-from apptopology.intent import synthesize
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from strategies import topologies
 
 ROOT = Path(__file__).resolve().parents[2]

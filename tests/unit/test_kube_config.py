@@ -8,7 +8,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from apptopology.controller.kube import load_config
+from apptopology.controller.kube import Kube, load_config
+from apptopology.controller.reconciler import ApiError, Fenced
 
 
 def test_the_connection_pool_fits_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,3 +35,29 @@ def test_the_connection_pool_fits_the_workers(tmp_path: Path, monkeypatch: pytes
         assert client.Configuration.get_default_copy().host == "https://127.0.0.1:6443"
     finally:
         client.Configuration.set_default(before)
+
+
+def test_a_fenced_client_sends_no_write_and_every_read() -> None:
+    """The lease fence sits in front of the socket: a write is refused before anything is sent (no server
+    listens here: a sent request would fail with a connection error instead), a read goes out."""
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # discard: nothing answers
+    configuration.retries = False
+    leading = [False]
+    kube = Kube(client.ApiClient(configuration), may_write=lambda: leading[0])
+    policy = {"metadata": {"name": "p", "namespace": "n"}, "spec": {"podSelector": {}}}
+    with pytest.raises(Fenced):
+        kube.apply_policy(policy, None)
+    with pytest.raises(Fenced):
+        kube.apply_policy(policy, "uid", dry_run=True)
+    with pytest.raises(Fenced):
+        kube.delete_policy("n", "p", "uid")
+    with pytest.raises(Fenced):
+        kube.patch_status("n", "t", {}, "1")
+    with pytest.raises(ApiError) as read:
+        kube.get_policy("n", "p")
+    assert read.value.status == 0  # sent, and nobody answered
+    leading[0] = True
+    with pytest.raises(ApiError) as write:
+        kube.delete_policy("n", "p", "uid")
+    assert write.value.status == 0

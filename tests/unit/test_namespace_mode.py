@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology.analysis import namespace_interactions
-from apptopology.api.validation import parse_topology
+from apptopology.analysis.namespace import namespace_interactions
 from apptopology.cli import main
-from apptopology.documents import load_topologies
+from apptopology.cli.documents import load_topologies
 from apptopology.render.renderer import render_all
+from apptopology.render.validation import parse_topology
 from shared import ROOT
 
 EXAMPLES = ROOT / "examples"

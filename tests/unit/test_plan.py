@@ -203,3 +203,24 @@ def test_restore_puts_back_what_was_read() -> None:
     # Once restored, a restore plan is empty.
     again = restore(body, before, list(before.values()))
     assert again.writes == []
+
+
+def test_guards_avoid_the_names_of_other_objects() -> None:
+    """A policy someone else put at a guard's name is neither written nor deleted: plan() passes the names
+    of everything that is not ours to the transition, and restore() does the same."""
+    old = cr(defaultDeny={"scope": "Tiers"})
+    new = copy.deepcopy(old)
+    new["spec"]["tiers"][1]["podSelector"] = {"matchLabels": {"app": "api2"}}
+    new["spec"]["flows"] = [{"from": {"tier": "api"}, "to": {"tier": "web"}}]
+    live = in_sync_live(old)
+    usual = {w.name for w in plan(new, live).writes if ".guard-" in w.name}
+    assert usual
+    name = sorted(usual)[0]
+    squatter = {"metadata": {"name": name, "namespace": "prod", "uid": "theirs"}, "spec": {"podSelector": {}}}
+    for result in (plan(new, [*live, squatter]), plan(new, live, other_names=[name])):
+        assert not result.conflicts
+        assert name not in {w.name for w in result.writes}
+        assert {w.name for w in result.writes if ".guard-" in w.name}
+    back = restore(new, {p["metadata"]["name"]: p for p in in_sync_live(new)}, [*live, squatter])
+    assert name not in {w.name for w in back.writes}
+    assert {w.name for w in back.writes if ".guard-" in w.name}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from fake_cluster import FakeCluster
 
-from apptopology.controller.reconciler import ApiError, Reconciler
+from apptopology.controller.reconciler import ApiError, Fenced, Reconciler
 from apptopology.planner.transition import within
 
 NS = "prod"
@@ -132,6 +133,10 @@ def test_transient_failure_half_way_restores_then_retries(cluster: FakeCluster, 
     outcome = reconciler.reconcile(NS, "shop")
     assert outcome.retry
     assert specs(cluster) == before and ready(cluster)["reason"] == "ApplyFailed"
+    outcome = reconciler.reconcile(NS, "shop")  # at once (the echo of the restore): the same state waits
+    assert outcome.summary == "refused" and outcome.requeue_after is not None and outcome.requeue_after <= 5
+    now = reconciler.clock()
+    reconciler.clock = lambda: now + 5.5  # the transient cool-down has passed
     outcome = reconciler.reconcile(NS, "shop")
     assert not outcome.retry and ready(cluster)["status"] == "True"
     assert "shop.tier-db" in specs(cluster)
@@ -270,11 +275,11 @@ def test_a_failed_attempt_is_not_repeated_for_the_same_state(cluster: FakeCluste
         outcome = reconciler.reconcile(NS, "shop")
     assert outcome.requeue_after is not None and 0 < outcome.requeue_after <= 60
     attempts = [n for v, n in cluster.writes() if v == "apply" and n == "shop.tier-cache"]
-    assert len(attempts) <= 1  # at most one more attempt (the status write moved the resourceVersion)
+    assert attempts == []  # not even once more: our status write moved the resourceVersion, nothing else
     cluster.calls.clear()
     reconciler.reconcile(NS, "shop")
     assert cluster.writes() == []
-    # Touching the topology (a new resourceVersion) is a user's way to try again now.
+    # Touching the topology (kubectl annotate: a new resourceVersion) is a user's way to try again now.
     cluster.topologies[(NS, "shop")]["metadata"]["resourceVersion"] = "touched"
     reconciler.reconcile(NS, "shop")
     assert any(v == "apply" for v, _ in cluster.writes())
@@ -545,3 +550,80 @@ def test_a_revision_renders_once_until_its_facts_guardrails_or_spec_change(
     cluster.update_spec(NS, "shop", {**topology()["spec"], "flows": topology()["spec"]["flows"][:1]})
     reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
     assert len(renders) >= 3 and cluster.writes() != []  # the new revision is rendered and written
+
+
+GUARDED_FLOWS = [{"from": {"tier": "api"}, "to": {"tier": "web"}}]
+
+
+def _guarded_change(cluster: FakeCluster, reconciler: Reconciler) -> dict[str, Any]:
+    """Scope Tiers, then the api tier's selector changes: the transition needs a guard (see test_transition)."""
+    cluster.add_topology(topology([{"from": {"tier": "web"}, "to": {"tier": "api"}}], defaultDeny={"scope": "Tiers"}))
+    assert not reconciler.reconcile(NS, "shop").retry
+    spec = topology(GUARDED_FLOWS, defaultDeny={"scope": "Tiers"})["spec"]
+    spec["tiers"][1]["podSelector"] = {"matchLabels": {"app": "api2"}}
+    return spec
+
+
+def test_a_policy_at_a_guards_name_is_never_adopted_nor_blocks_the_change(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    """Issue 17, finding 2: someone's policy at ``<topology>.guard-<hash>`` was merged into (our ownerReference
+    added) and later deleted by the release phase, or stalled every change with a 409. The guard now goes to
+    a name nobody holds; the foreign policy is never written."""
+    from apptopology.planner.transition import guard_name
+
+    spec = _guarded_change(cluster, reconciler)
+    squatters = []
+    for selector in ({"app": "api"}, {"app": "api2"}, {"app": "web"}, {"app": "db"}):
+        name = guard_name("shop", json.dumps({"matchLabels": selector}, sort_keys=True, separators=(",", ":")))
+        squatters.append(
+            cluster.put_policy(
+                {"metadata": {"name": name, "namespace": NS}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+            )
+        )
+    cluster.update_spec(NS, "shop", spec)
+    cluster.calls.clear()
+    outcome = reconciler.reconcile(NS, "shop", cluster.view(NS, "shop"))
+    assert not outcome.retry and ready(cluster)["status"] == "True", ready(cluster)
+    assert any(".guard-" in name for verb, name in cluster.writes() if verb == "apply")  # a guard was needed
+    for squatter in squatters:
+        name = squatter["metadata"]["name"]
+        assert cluster.policies[(NS, name)] == squatter  # untouched
+        assert all(n != name for _, n in cluster.writes()) and all(n != name for _, n in cluster.writes(True))
+    assert not [
+        n
+        for n in cluster.names(NS)
+        if ".guard-" in n and (NS, n) not in {(NS, s["metadata"]["name"]) for s in squatters}
+    ]
+
+
+def test_a_replica_that_lost_the_lease_abandons_its_plan_at_the_next_write(
+    cluster: FakeCluster, reconciler: Reconciler
+) -> None:
+    """Issue 17, finding 4: after losing the lease a running reconcile kept writing. The API module raises
+    Fenced instead of sending a write (tests/unit/test_kube_config.py); it ends the reconcile at once: no
+    restore, no status, no event."""
+    spec = _guarded_change(cluster, reconciler)
+    before = specs(cluster)
+    cluster.update_spec(NS, "shop", spec)
+    leading = [True]
+    sent: list[tuple[str, str]] = []
+
+    def lose_lease_after_three(verb: str, name: str, dry_run: bool) -> ApiError | None:
+        if verb in ("apply", "delete", "status", "event") and not dry_run:
+            if not leading[0]:
+                raise Fenced("not the leader")
+            sent.append((verb, name))
+            leading[0] = len(sent) < 3
+        return None
+
+    cluster.rules.append(lose_lease_after_three)
+    cluster.calls.clear()
+    outcome = reconciler.reconcile(NS, "shop")
+    assert outcome.summary == "fenced" and not outcome.retry and outcome.requeue_after is None
+    assert len(sent) == 3 and specs(cluster) != before  # stopped in the middle, and stayed there
+    assert all(verb in ("apply", "delete") for verb, _ in sent)
+    assert len([c for c in cluster.calls if not c[2] and c[0] in ("apply", "delete", "status", "event")]) == 4
+    cluster.rules.remove(lose_lease_after_three)  # leading again: the next reconcile finishes from live state
+    assert not reconciler.reconcile(NS, "shop").retry and ready(cluster)["status"] == "True"
+    assert not [n for n in cluster.names(NS) if ".guard-" in n]

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from apptopology.api.validation import parse_topology
-from apptopology.cli import dump_yaml
-from apptopology.documents import load_topologies
+from apptopology.cli.documents import load_topologies
+from apptopology.cli.output import dump_yaml
 from apptopology.render.renderer import MANAGED_BY_LABEL, TOPOLOGY_LABEL, render
+from apptopology.render.validation import parse_topology
 from shared import EXAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"

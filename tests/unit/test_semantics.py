@@ -1,6 +1,6 @@
 """Connectivity, not text: rendered policies, evaluated, allow exactly what the topology declares.
 
-The renderer and the intent (apptopology.intent) read a topology independently; the evaluator reads only
+The renderer and the intent (apptopology.analysis.intent) read a topology independently; the evaluator reads only
 the rendered NetworkPolicies. Agreement on every pair of a synthesized inventory (tier pods, declared
 peers, near misses, the rest of the world) for every example and for random topologies is the proof.
 Mutation tests show the comparison is not vacuous: each classic mistake is caught.
@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from apptopology.analysis import verify
+from apptopology.analysis.intent import Intent, synthesize
+from apptopology.analysis.verify import verify
 from apptopology.api.spec import AppTopology
-from apptopology.api.validation import InvalidTopology, model_issues, parse_topology
-from apptopology.documents import load_documents, load_topologies
+from apptopology.api.validation import InvalidTopology, model_issues
+from apptopology.cli.documents import load_documents, load_topologies
 from apptopology.evaluator import Evaluator, External, Inventory, Pod, PortSet
-from apptopology.intent import Intent, synthesize
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from shared import ROOT, example_documents
 from strategies import topologies
 
@@ -180,7 +181,7 @@ def test_same_namespace_peer_refusal_messages() -> None:
     assert issues["spec.flows[0].to.podSelector"].startswith(
         "pods {app=redis} of this namespace are isolated for ingress by this topology's own default-deny"
     )
-    assert "tiers: [{name: NAME, podSelector: {app=redis}}]" in issues["spec.flows[0].to.podSelector"]
+    assert "tiers: [{name: NAME, podSelector: {matchLabels: {app: redis}}}]" in issues["spec.flows[0].to.podSelector"]
     assert "spec.defaultDeny.scope: Tiers" in issues["spec.flows[1].from.podSelector"]
     # Where the direction is open, or in scope Tiers, the peer is not isolated by the topology: accepted.
     shop(flows=flows[:1], defaultDeny={"ingress": False})

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from apptopology.adoption.flows import FlowError, read_flows
 from apptopology.adoption.suggest import audit, suggest
-from apptopology.analysis import merge_inventories, verify
-from apptopology.api.validation import parse_topology
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories
+from apptopology.analysis.verify import verify
 from apptopology.cli import main
 from apptopology.evaluator import Evaluator, External, Pod
-from apptopology.intent import synthesize
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 HUBBLE = ROOT / "tests" / "cases" / "hubble-flows.jsonl"

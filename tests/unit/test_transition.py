@@ -15,13 +15,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apptopology.analysis import merge_inventories
-from apptopology.api.validation import InvalidTopology, parse_topology
+from apptopology.analysis.intent import synthesize
+from apptopology.analysis.subject import merge_inventories
+from apptopology.api.validation import InvalidTopology
 from apptopology.evaluator import Evaluator, Inventory, PortSet
-from apptopology.intent import synthesize
 from apptopology.planner.compare import stored_spec
 from apptopology.planner.transition import Move, Phase, check, states, transition
 from apptopology.render.renderer import render
+from apptopology.render.validation import parse_topology
 from strategies import topologies
 
 NS = "home"
@@ -230,3 +231,23 @@ def test_random_changes_never_open_more_than_either_revision(
     assert len(finals) == len(set(finals))
     changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
     assert set(finals) == changed
+
+
+def test_a_guard_never_takes_a_name_another_object_holds() -> None:
+    """Anyone may create a NetworkPolicy at a guard's usual name: the guard goes to the next free name, the
+    sequence is as safe, and the same names taken give the same sequence (a replan reuses its guards)."""
+    old_doc = doc(defaultDeny={"scope": "Tiers"}, flows=[{"from": {"tier": "web"}, "to": {"tier": "api"}}])
+    new_doc = copy.deepcopy(old_doc)
+    new_doc["spec"]["tiers"][1]["podSelector"] = {"matchLabels": {"app": "api2"}}
+    new_doc["spec"]["flows"] = [{"from": {"tier": "api"}, "to": {"tier": "web"}}]
+    old, new = specs(old_doc), specs(new_doc)
+    usual = {m.name for m in transition(old, new, guard_base="t") if ".guard-" in m.name}
+    squatted = sorted(usual)[0]
+    taken = {squatted, f"{squatted}-2"}
+    moves = transition(old, new, guard_base="t", taken=taken)
+    assert moves == transition(old, new, guard_base="t", taken=taken)
+    written = {m.name for m in moves}
+    assert not written & taken
+    assert f"{squatted}-3" in written
+    assert check(old, new, moves)
+    assert safe(old, new, moves, inventory_of(old_doc, new_doc))

@@ -19,7 +19,8 @@ from apptopology.api.spec import (
     check_label_value,
     check_port_name,
 )
-from apptopology.api.validation import MAX_ISSUES, InvalidTopology, parse_topology
+from apptopology.api.validation import MAX_ISSUES, InvalidTopology
+from apptopology.render.validation import parse_topology
 from shared import example_documents, go_pattern, invalid_cases
 
 

@@ -33,7 +33,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..analysis import Difference, merge_inventories, parse, verify
+from ..analysis.intent import synthesize
+from ..analysis.subject import merge_inventories, parse
+from ..analysis.verify import Difference, verify
 from ..api.spec import (
     MAX_EXCEPT,
     MAX_FLOWS,
@@ -44,10 +46,11 @@ from ..api.spec import (
     Port,
     check_cidr,
     minimal_ports,
+    plural,
 )
-from ..api.validation import InvalidTopology, parse_topology
+from ..api.validation import InvalidTopology
 from ..evaluator import Evaluator, External, Inventory, Namespace, Pod, PortSet
-from ..intent import synthesize
+from ..render.validation import parse_topology
 from .naming import EVERY_POD, base_name, canon, canonical_selector, selector_words, unique_names
 
 DIRECTIONS = ("ingress", "egress")
@@ -632,7 +635,7 @@ def by_namespace(policies: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[s
 
 def _summary(topology: AppTopology) -> str:
     spec = topology.spec
-    parts = [f"{len(spec.tiers)} tiers", f"{len(spec.flows)} flows", f"scope {spec.default_deny.scope}"]
+    parts = [plural(len(spec.tiers), "tier"), plural(len(spec.flows), "flow"), f"scope {spec.default_deny.scope}"]
     if spec.dns.enabled and any(spec.isolates(t, "egress") for t in spec.tiers):
         parts.append("dns")
     return ", ".join(parts)
@@ -641,7 +644,7 @@ def _summary(topology: AppTopology) -> str:
 def report_lines(result: Imported, limit: int | None = 200) -> list[str]:
     """The import report of one namespace: what was made, what to know, and verify's verdict per inventory
     (every differing pair, up to ``limit``, with the input rules that could not be expressed)."""
-    head = f"import: namespace {result.namespace}: {result.policies} NetworkPolicies"
+    head = f"import: namespace {result.namespace}: {plural(result.policies, 'NetworkPolicy', 'NetworkPolicies')}"
     if result.error is not None:
         return [f"{head}: error: {result.error}"]
     assert result.topology is not None
@@ -660,7 +663,8 @@ def report_lines(result: Imported, limit: int | None = 200) -> list[str]:
                 "please report it): not printed"
             )
         else:
-            lines.append(f"  NOT equivalent on {where}: {len(check.mismatches)} pairs differ; the topology is narrower")
+            pairs = plural(len(check.mismatches), "pair differs", "pairs differ")
+            lines.append(f"  NOT equivalent on {where}: {pairs}; the topology is narrower")
         shown = check.mismatches if limit is None else check.mismatches[:limit]
         for mismatch in shown:
             d = mismatch.difference
@@ -670,5 +674,6 @@ def report_lines(result: Imported, limit: int | None = 200) -> list[str]:
                 lines.append(f"    only the topology allows {d.source} -> {d.destination}: {d.missing}")
             lines += [f"      because {cause}" for cause in mismatch.causes]
         if len(shown) < len(check.mismatches):
-            lines.append(f"    ... and {len(check.mismatches) - len(shown)} more pairs (--all-pairs lists them)")
+            more = plural(len(check.mismatches) - len(shown), "more pair", "more pairs")
+            lines.append(f"    ... and {more} (--all-pairs lists them)")
     return lines

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS, AppTopology
-from ..api.validation import InvalidTopology, parse_topology
+from ..api.spec import MAX_FLOWS, MAX_PORTS, MAX_TIERS, AppTopology, plural
+from ..api.validation import InvalidTopology
 from ..evaluator import NAME_LABEL, Evaluator, External, Inventory, Namespace, Pod
 from ..render.renderer import render
+from ..render.validation import parse_topology
 from .flows import Observation, Peer, valid_address
 from .naming import NOISE_KEYS, base_name, canon, unique_names
 
@@ -36,6 +37,8 @@ IDENTIFYING = (
     "name",
 )
 DNS_APPS = {"kube-dns", "coredns", "dns-default", "node-local-dns"}
+# The cluster's own namespaces: a topology there isolates what every namespace depends on.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 MAX_LISTED = 200
 
 
@@ -61,7 +64,7 @@ class Evidence:
     def text(self) -> str:
         when = f", first {self.first}, last {self.last}" if self.first else ""
         names = f" (names: {', '.join(sorted(self.names)[:3])})" if self.names else ""
-        return f"observed {self.count} times{when}{names}"
+        return f"observed {plural(self.count, 'time')}{when}{names}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Suggestion:
     denied: list[Listed]
     replies: int = 0
     records: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # namespace, why it is not suggested
 
 
 def _is_dns(observation: Observation) -> bool:
@@ -196,6 +200,8 @@ def suggest(
         kept.append(o)
     selectors = workloads.selectors()
     wanted = set(namespaces) or {ns for ns, _ in workloads.groups}
+    skipped = [] if namespaces else _unsafe(wanted, kept)
+    wanted -= {ns for ns, _ in skipped}
     topologies = [
         _topology(ns, [o for o in kept if ns in (o.source.namespace, o.destination.namespace)], selectors, aggregate)
         for ns in sorted(wanted)
@@ -209,7 +215,30 @@ def suggest(
         ],
         replies,
         records,
+        skipped,
     )
+
+
+def _unsafe(namespaces: set[str], observations: Sequence[Observation]) -> list[tuple[str, str]]:
+    """Namespaces a suggestion would break the cluster in, unless named with -n: the cluster's own, and
+    those serving DNS (pods receiving lookups) with no observed lookup of their own upstream: isolating
+    their egress on evidence that never saw it would stop name resolution for every namespace."""
+    serving = {o.destination.namespace for o in observations if _is_dns(o)}
+    upstream = {
+        o.source.namespace
+        for o in observations
+        if o.source.kind == "pod"
+        and o.port == 53
+        and not (o.destination.kind == "pod" and o.destination.namespace == o.source.namespace)
+    }
+    out = []
+    for namespace in sorted(namespaces):
+        if namespace in SYSTEM_NAMESPACES:
+            out.append((namespace, "a namespace of the cluster itself"))
+        elif namespace in serving and namespace not in upstream:
+            why = "it serves DNS and no lookup of its DNS servers' upstream was observed"
+            out.append((namespace, f"{why}: isolating its egress would stop name resolution cluster-wide"))
+    return out
 
 
 def _topology(

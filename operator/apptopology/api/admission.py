@@ -32,10 +32,9 @@ from typing import Any
 
 import yaml
 
-from ..render.facts import DEFAULT_DNS_SERVICES
 from .crdgen import _Dumper
 from .guardrail import DEFAULT_INTERNAL_CIDRS, GUARDRAIL_KIND, MAX_LISTED, MAX_NAMES_LISTED, NAME_LABEL
-from .spec import API_GROUP, API_VERSION, CLOUD_METADATA, MAX_FLOWS, PLURAL
+from .spec import API_GROUP, API_VERSION, CLOUD_METADATA, DEFAULT_DNS_SERVICES, MAX_FLOWS, PLURAL
 
 POLICY_NAME = "apptopology-guardrails"
 DEFAULT_PATH = Path("deploy") / "guardrail-admission.yaml"

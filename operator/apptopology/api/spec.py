@@ -12,6 +12,7 @@ Cross-field rules that the CRD also enforces with CEL carry their CEL twin in ``
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import reprlib
 from collections.abc import Mapping
@@ -83,6 +84,15 @@ def quote(value: Any, limit: int = 80) -> str:
         return f"<an integer of {value.bit_length()} bits>"
     text = repr(value) if isinstance(value, str | int | float | bool | None) else _REPR.repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 flow``, ``2 flows``, ``0 policies``: counts in messages read right (``many``: irregular plurals)."""
+    if count == 1:
+        return f"{count} {word}"
+    if many is None:
+        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+    return f"{count} {many}"
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -624,6 +634,26 @@ def describe_selector(sel: LabelSelector) -> str:
     return "{" + ",".join(terms) + "}"
 
 
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
+# Plain words go-yaml (kubectl) reads as booleans or null: quoted in pasted YAML.
+_NOT_STRINGS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS else json.dumps(text)
+
+
+def selector_yaml(sel: LabelSelector) -> str:
+    """The selector as YAML flow text that kubectl reads back as written, to paste into a topology:
+    ``{matchLabels: {app: redis}}`` (values that would read as something else are quoted)."""
+    return _flow(sel.model_dump(by_alias=True, exclude_none=True))
+
+
 Direction = Literal["ingress", "egress"]
 
 
@@ -719,6 +749,8 @@ DNS_SERVICE_WITHOUT_DISCOVER = "service is followed only with discover: true"
 
 DNS_DEFAULT_NS = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
 DNS_DEFAULT_POD = {"matchLabels": {"k8s-app": "kube-dns"}}
+# The DNS Services dns.discover follows without dns.service, tried in this order.
+DEFAULT_DNS_SERVICES: tuple[tuple[str, str], ...] = (("kube-system", "kube-dns"), ("openshift-dns", "dns-default"))
 
 
 def _dns_ports() -> list[Port]:

@@ -1,7 +1,8 @@
 """Turn untrusted documents into AppTopology models, or into precise, human error messages.
 
-Every entry point (CLI, operator) goes through :func:`parse_topology`, so the same input gets the same
-verdict everywhere. Messages carry the field path (``spec.flows[1].to.tier``) and, where it helps, the
+Every entry point (CLI, operator) goes through ``render.validation.parse_topology`` (this module's
+:func:`parse_model` plus what only the rendered policies show), so the same input gets the same verdict
+everywhere. Messages carry the field path (``spec.flows[1].to.tier``) and, where it helps, the
 valid choices. Cross-field rules live here rather than in pydantic validators so that each message can
 point at the exact offending field.
 """
@@ -9,7 +10,7 @@ point at the exact offending field.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,11 @@ from .spec import (
     KIND,
     KUBE_API_PORTS,
     KUBE_API_SOURCE,
-    MAX_ANNOTATIONS_BYTES,
     MAX_FLOWS,
     AppTopology,
     describe_selector,
     quote,
+    selector_yaml,
 )
 
 # Messages per document: enough to fix a document in one round, never a flood (input may be hostile).
@@ -232,13 +233,14 @@ def isolated_peer_issues(topology: AppTopology) -> list[Issue]:
             if pods is None or endpoint.namespace_selector is not None or not getattr(deny, direction):
                 continue
             shown = describe_selector(pods)
+            pasted = selector_yaml(pods)
             verb = "accept" if direction == "ingress" else "send"
             issues.append(
                 Issue(
                     f"spec.flows[{i}].{side}.podSelector",
                     f"pods {shown} of this namespace are isolated for {direction} by this topology's own "
                     f"default-deny (scope Namespace) and only tiers get rules, so they could never {verb} this "
-                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {shown}}}]) and use "
+                    f"flow: declare them as a tier (tiers: [{{name: NAME, podSelector: {pasted}}}]) and use "
                     f"{side}: {{tier: NAME}}, or use spec.defaultDeny.scope: Tiers",
                 )
             )
@@ -254,30 +256,6 @@ def isolated_peer_issues(topology: AppTopology) -> list[Issue]:
                 "dns.enabled: false), or use spec.defaultDeny.scope: Tiers",
             )
         )
-    return issues
-
-
-def rendered_issues(topology: AppTopology) -> list[Issue]:
-    """What only the rendered NetworkPolicies show: each policy's annotations within the API server's limit.
-
-    The description annotation grows with the flows' descriptions and endpoints; the API server refuses a
-    policy whose annotations exceed 256 KiB in total. CEL cannot add that up within its cost budget, so this
-    check runs here, before anything is written.
-    """
-    from ..render.renderer import render  # the renderer imports this package
-
-    issues = []
-    for policy in render(topology):
-        meta = policy["metadata"]
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.get("annotations", {}).items())
-        if size > MAX_ANNOTATIONS_BYTES:
-            issues.append(
-                Issue(
-                    "spec.flows",
-                    f"the annotations of NetworkPolicy {meta['name']} would be {size} bytes, over Kubernetes' "
-                    f"limit of {MAX_ANNOTATIONS_BYTES} (256 KiB): shorten the flows' descriptions or split the flows",
-                )
-            )
     return issues
 
 
@@ -307,8 +285,13 @@ def _path_order(issue: Issue) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[\[\].]+", issue.path) if p), issue.message
 
 
-def parse_topology(doc: Any) -> AppTopology:
-    """Validate one decoded document; raise :class:`InvalidTopology` with every issue found."""
+def parse_model(doc: Any, rendered: Callable[[AppTopology], list[Issue]] | None = None) -> AppTopology:
+    """Validate one decoded document; raise :class:`InvalidTopology` with every issue found.
+
+    ``rendered``: the checks only the rendered policies can answer, run once the model is valid. The
+    renderer lives above this package, so it passes them in (``render.validation.parse_topology``) rather
+    than this module importing it.
+    """
     if not isinstance(doc, dict):
         raise InvalidTopology([Issue("", f"not a YAML mapping (got {type(doc).__name__})")])
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
@@ -332,7 +315,7 @@ def parse_topology(doc: Any) -> AppTopology:
     except ValidationError as exc:
         issues = [*issues, *pydantic_issues(exc)]
     if not issues:
-        issues = model_issues(topology) or rendered_issues(topology)
+        issues = model_issues(topology) or (rendered(topology) if rendered is not None else [])
     if issues:
         ordered = sorted(set(issues), key=_path_order)
         if len(ordered) > MAX_ISSUES:
@@ -342,12 +325,11 @@ def parse_topology(doc: Any) -> AppTopology:
     return topology
 
 
-def parse_spec(name: str, namespace: str | None, spec: Any) -> AppTopology:
-    """Validate a live object's spec (the operator's view: metadata comes from the API server)."""
-    doc = {
+def spec_document(name: str, namespace: str | None, spec: Any) -> dict[str, Any]:
+    """A live object's spec as a whole document (the operator's view: metadata comes from the API server)."""
+    return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": KIND,
         "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
         "spec": spec,
     }
-    return parse_topology(doc)

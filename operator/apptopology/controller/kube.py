@@ -23,7 +23,7 @@ from ..api.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from ..planner.plan import FIELD_MANAGER
 from ..render.facts import SERVICE_NAME_LABEL, ClusterFacts, WantedObjects, cluster_facts
 from . import metrics
-from .reconciler import ApiError
+from .reconciler import ApiError, Fenced
 
 __all__ = [
     "ApiError",
@@ -32,6 +32,7 @@ __all__ = [
     "cluster_manifests",
     "cluster_network_policies",
     "load_config",
+    "use_kubeconfig",
 ]
 
 P = ParamSpec("P")
@@ -39,15 +40,26 @@ R = TypeVar("R")
 COMPONENT = "apptopology-operator"
 
 
+# The CLI's --kubeconfig and --context; when either is set, load_config uses them, not in-cluster config.
+_KUBECONFIG: dict[str, str | None] = {"config_file": None, "context": None}
+
+
+def use_kubeconfig(path: str | None, context: str | None) -> None:
+    _KUBECONFIG.update(config_file=path, context=context)
+
+
 def load_config(connections: int = 10) -> None:
     """In-cluster config when running in a pod, the kubeconfig otherwise; up to ``connections`` kept open.
 
     The client keeps 5 per core by default: with more worker threads than that, each request beyond it
     opened a new TLS connection and threw it away ("Connection pool is full" at 16 workers)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+    if any(_KUBECONFIG.values()):
+        config.load_kube_config(**_KUBECONFIG)  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
     client.Configuration.set_default(configuration)
@@ -90,11 +102,34 @@ def _translated(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Kube:
-    """The API calls the operator makes; each is one request. Implements the reconciler's ``Cluster``."""
+def _fence_writes(api: client.ApiClient, may_write: Callable[[], bool]) -> None:
+    """Ask ``may_write`` before every request that is not a read, as late as the client allows: after the
+    request is built and serialised, right before urllib3 sends it. A replica paused between this check and
+    the socket can still send the one request; the earlier the check, the wider that window (checked
+    before building the request, a paused leader sent one write after resuming in a loaded test run)."""
+    pool = api.rest_client.pool_manager
+    send = pool.request
 
-    def __init__(self, api_client: client.ApiClient | None = None):
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in ("GET", "HEAD", "OPTIONS") and not may_write():
+            metrics.FENCED_WRITES.inc()
+            raise Fenced(f"{method} not sent: this replica no longer holds the leader lease")
+        return send(method, url, *args, **kwargs)
+
+    pool.request = request  # type: ignore[method-assign]
+
+
+class Kube:
+    """The API calls the operator makes; each is one request. Implements the reconciler's ``Cluster``.
+
+    ``may_write``: the leader elector's fence (LeaderElector.may_write); every write asks it and raises
+    :class:`~apptopology.controller.reconciler.Fenced` instead of being sent. The elector itself uses an
+    unfenced instance for the Lease."""
+
+    def __init__(self, api_client: client.ApiClient | None = None, may_write: Callable[[], bool] | None = None):
         self.api = api_client or client.ApiClient()
+        if may_write is not None:
+            _fence_writes(self.api, may_write)
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -133,26 +168,54 @@ class Kube:
 
     @_translated
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        """Write a policy of ours; never adopt one that is not.
+
+        ``uid`` set: a forced server-side apply of that object only (the UID in the body is a precondition:
+        409 if the name now holds another object). ``uid`` None: the plan believes the name free, so it is a
+        create, which fails with 409 AlreadyExists whatever holds the name: an apply would merge into it,
+        take it over with our ownerReference, and a later release would delete it.
+        """
         doc = json.loads(json.dumps(body))
-        if uid:
-            doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
-        response = self.net.patch_namespaced_network_policy(
-            doc["metadata"]["name"],
-            doc["metadata"]["namespace"],
-            doc,
-            field_manager=FIELD_MANAGER,
-            force=uid is not None,
-            _content_type="application/apply-patch+yaml",
-            dry_run="All" if dry_run else None,
-            _preload_content=False,
-        )
+        name, namespace = doc["metadata"]["name"], doc["metadata"]["namespace"]
+        dry = "All" if dry_run else None
+        if uid is None:
+            metrics.API_WRITES.labels("create", str(dry_run).lower()).inc()
+            response = self.net.create_namespaced_network_policy(
+                namespace, doc, field_manager=FIELD_MANAGER, dry_run=dry, _preload_content=False
+            )
+            return dict(_json(response))
+        metrics.API_WRITES.labels("apply", str(dry_run).lower()).inc()
+        doc["metadata"]["uid"] = uid  # precondition: never lands on another object under the name
+        try:
+            response = self.net.patch_namespaced_network_policy(
+                name,
+                namespace,
+                doc,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                dry_run=dry,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 422 and "metadata.uid" in _message(exc):
+                # The server answers a UID that differs with "field is immutable" (422): the name holds another
+                # object now. That is a conflict to plan again from live state, not an invalid policy.
+                raise ApiError(409, "Conflict", f"{name} is no longer the object {uid}: {_message(exc)}") from exc
+            raise
         return dict(_json(response))
 
     @_translated
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only (409 if the name now holds another); gone already is no error.
+
+        The dry-run flag goes in the DeleteOptions body: when a DELETE carries a body, the API server reads
+        its options from the body alone and ignores ``?dryRun=All`` in the query, so a query-only dry run
+        with a body is a real delete."""
         metrics.API_WRITES.labels("delete", str(dry_run).lower()).inc()
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid), dry_run=["All"] if dry_run else None
+        )
         try:
             response = self.net.delete_namespaced_network_policy(
                 name, namespace, body=options, dry_run="All" if dry_run else None, _preload_content=False
@@ -163,7 +226,7 @@ class Kube:
                 raise
 
     @_translated
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
         metrics.API_WRITES.labels("status", "false").inc()
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
@@ -179,7 +242,7 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        _done(response)
+        return str((_json(response).get("metadata") or {}).get("resourceVersion", ""))
 
     @_translated
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

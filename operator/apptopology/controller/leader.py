@@ -117,9 +117,21 @@ class LeaderElector:
             log.warning("could not release the leader lease: %s", exc.brief())
         self.leading = False
 
+    def may_write(self) -> bool:
+        """The fence every write of the reconciler passes (controller.kube.Kube's ``may_write``): this replica leads
+        and renewed the lease less than ``renew_deadline`` ago, timed from *before* the renewal was sent.
+
+        Others take over only after the lease has not changed for ``lease_duration`` by their own clocks,
+        which start no earlier than our request, so until ``renew_deadline`` no other replica can lead: the
+        gap of lease_duration - renew_deadline (5 s by default) absorbs a write already past this check and
+        clocks that run at different rates. A replica paused longer (SIGSTOP, a long GC or swap) finds the
+        deadline passed when it resumes and sends nothing, even before its elector notices the loss."""
+        return self.leading and self.clock() - self._renewed_at < self.renew_deadline
+
     async def run(self, started: Callable[[], None], stopped: Callable[[], None]) -> None:
         """Compete forever; call ``started`` on becoming leader and ``stopped`` on losing it."""
         while True:
+            attempt = self.clock()
             try:
                 ok = await asyncio.to_thread(self.try_acquire_or_renew)
             except ApiError as exc:
@@ -127,7 +139,7 @@ class LeaderElector:
                 ok = False
             now = self.clock()
             if ok:
-                self._renewed_at = now
+                self._renewed_at = attempt
                 if not self.leading:
                     self.leading = True
                     log.info("became the leader (%s)", self.identity)

@@ -30,7 +30,7 @@ TOPOLOGIES = Gauge("apptopology_managed_topologies", "AppTopologies the operator
 POLICIES = Gauge("apptopology_managed_policies", "NetworkPolicies the topologies want.")
 API_WRITES = Counter(
     "apptopology_api_writes_total",
-    "Write requests to the API server by verb (apply, delete, status, event) and whether a dry run.",
+    "Write requests to the API server by verb (create, apply, delete, status, event) and whether a dry run.",
     ["verb", "dry_run"],
 )
 DRIFT_REPAIRS = Counter(
@@ -38,6 +38,10 @@ DRIFT_REPAIRS = Counter(
     "Reconciles that rewrote policies of an already applied generation (someone changed them).",
 )
 LEADER = Gauge("apptopology_leader", "1 while this replica holds the leader lease (or runs without election).")
+FENCED_WRITES = Counter(
+    "apptopology_fenced_writes_total",
+    "Writes not sent because this replica could no longer prove it holds the leader lease.",
+)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

@@ -27,17 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..analysis import namespace_interactions
+from ..analysis.diagnosis import Denied, denied_connections, diagnose
+from ..analysis.intent import synthesize
+from ..analysis.namespace import namespace_interactions
 from ..api.guardrail import TopologyGuardrail
 from ..api.spec import AppTopology
 from ..api.status import ConditionType, Reason, ready_status, set_condition, status_changed
-from ..api.validation import InvalidTopology, parse_spec
-from ..diagnosis import Denied, denied_connections, diagnose
-from ..intent import synthesize
+from ..api.validation import InvalidTopology
 from ..planner.plan import Guard, Owner, Plan, Write, desired_policies, desired_with_notes, owned_by, plan, restore
 from ..render import guardrails
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import TOPOLOGY_LABEL, resolve_dns
+from ..render.validation import parse_spec
 from . import metrics
 from .cache import Expectations, Key, View, digests, pack, unpack
 
@@ -73,16 +74,29 @@ class Cluster(Protocol):
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def apply_policy(self, body: Mapping[str, Any], uid: str | None, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply; ``uid`` set: update of that object only (forced), None: create (not forced)."""
+        """``uid`` set: forced server-side apply of that object only (409 if the name holds another);
+        None: create, which fails (409 AlreadyExists) if anything holds the name: never adopt."""
         ...
 
-    def delete_policy(self, namespace: str, name: str, uid: str | None, dry_run: bool = False) -> None:
-        """Delete (with a UID precondition when given); an object already gone is not an error."""
+    def delete_policy(self, namespace: str, name: str, uid: str, dry_run: bool = False) -> None:
+        """Delete the object with ``uid`` only; an object already gone is not an error."""
         ...
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> None: ...
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> str:
+        """Merge-patch the status over ``resource_version`` (a precondition); the new resourceVersion."""
+        ...
 
     def event(self, topology: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class Fenced(Exception):
+    """This replica may not write: it no longer holds the leader lease (or cannot prove it does).
+
+    Raised by the API module in place of sending a write (see controller.kube.Kube's ``may_write``). It is
+    not an ApiError, so it passes every handler of the write path and ends the reconcile at once: no
+    restore, no status, no event. The write order leaves every prefix of a plan within the old or the new
+    revision, and the new leader plans from live state.
+    """
 
 
 @dataclass(frozen=True)
@@ -130,12 +144,23 @@ class _Rendered:
         return self.uid == uid and self.generation == generation and self.facts is facts and self.rails is rails
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Refused:
-    """An attempt that failed half way: the same state is not tried again before ``until``."""
+    """An attempt that failed half way: the same state is not tried again before ``until``.
 
-    fingerprint: str
+    The same state: the owned policies as they were (``owned``), and the topology as the user left it, at
+    the resourceVersion the attempt read or the one our own status report of the failure gave it
+    (``versions``): the report is not a user's change, but it moved the resourceVersion, which let the
+    same doomed attempt run once more."""
+
+    versions: set[str]
+    owned: str
     until: float
+
+    def holds(self, body: Mapping[str, Any], owned: str, now: float) -> bool:
+        return (
+            str(body["metadata"].get("resourceVersion")) in self.versions and owned == self.owned and now < self.until
+        )
 
 
 class Reconciler:
@@ -184,6 +209,9 @@ class Reconciler:
         self._local.view = view
         try:
             outcome = self._reconcile(namespace, name, view)
+        except Fenced:
+            log.info("%s/%s: abandoned: this replica no longer leads", namespace, name)
+            outcome = Outcome(summary="fenced")  # the leader has it now; we enqueue everything when we lead again
         except ApiError as exc:
             if exc.transient:
                 log.warning("%s/%s: will retry: %s", namespace, name, exc.brief())
@@ -239,9 +267,9 @@ class Reconciler:
             return self._dry_run_mode(body, result)
         self._dry_ok.pop(key, None)
         if result.writes:
-            fingerprint = _fingerprint(body, result)
+            owned = _owned_digest(result)
             earlier = self._refused.get(key)
-            if earlier is not None and earlier.fingerprint == fingerprint and self.clock() < earlier.until:
+            if earlier is not None and earlier.holds(body, owned, self.clock()):
                 return Outcome(requeue_after=earlier.until - self.clock(), summary="refused")
             # A first revision (nothing of the topology exists yet) is not dry-run: if the API server refuses
             # a policy half way, the ones written are deleted again, which ends where a dry-run refusal
@@ -258,7 +286,8 @@ class Reconciler:
             failure = self._write(namespace, result.writes, _uids(result.owned.values()))
             if failure is not None:
                 pause = TRANSIENT_COOL_DOWN if failure[1].transient else self.recheck_after
-                self._refused[key] = _Refused(fingerprint, self.clock() + pause)
+                version = str(body["metadata"].get("resourceVersion"))
+                self._refused[key] = _Refused({version}, owned, self.clock() + pause)
                 return self._restore(body, result, *failure)
             applied, deleted = result.counts()
             if _observed(body):
@@ -454,7 +483,9 @@ class Reconciler:
 
     def _one(self, namespace: str, write: Write, uids: dict[str, str], dry_run: bool) -> None:
         if write.body is None:
-            self.cluster.delete_policy(namespace, write.name, uids.get(write.name), dry_run=dry_run)
+            # Only what this topology owns (read at the start) or created in this attempt is ever deleted,
+            # so the UID is known; the precondition makes the delete miss anything else under the name.
+            self.cluster.delete_policy(namespace, write.name, uids[write.name], dry_run=dry_run)
             if not dry_run:
                 uids.pop(write.name, None)
             return
@@ -627,7 +658,11 @@ class Reconciler:
                 status["conditions"], type_, value, why, text, int(meta.get("generation") or 0), self.now()
             )
         if status_changed(body.get("status"), status):
-            self.cluster.patch_status(meta["namespace"], meta["name"], status, str(meta.get("resourceVersion", "")))
+            version = str(meta.get("resourceVersion", ""))
+            written = self.cluster.patch_status(meta["namespace"], meta["name"], status, version)
+            refused = self._refused.get((meta["namespace"], meta["name"]))
+            if refused is not None and version in refused.versions:
+                refused.versions.add(written)  # our own report: still the state that failed
             if reason is not Reason.RECONCILED:
                 self._event(body, "Warning", reason.value, message)
                 log.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason.value, message)
@@ -653,10 +688,9 @@ def _observed(body: Mapping[str, Any]) -> bool:
     return bool(ready and ready.get("status") == "True" and status.get("observedGeneration") == generation)
 
 
-def _fingerprint(body: Mapping[str, Any], result: Plan) -> str:
-    """What an attempt depends on: the topology's revision (resourceVersion: a user can retry by touching
-    it) and the owned policies as they are now."""
-    state = [body["metadata"].get("resourceVersion"), sorted((n, p.get("spec")) for n, p in result.owned.items())]
+def _owned_digest(result: Plan) -> str:
+    """The owned policies an attempt started from (a failed one is not repeated from the same)."""
+    state = sorted((n, p.get("spec")) for n, p in result.owned.items())
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 

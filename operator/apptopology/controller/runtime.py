@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..api.guardrail import parse_guardrail
-from ..api.validation import InvalidTopology, parse_spec
+from ..api.validation import InvalidTopology
 from ..render.facts import ClusterFacts, WantedObjects, describe_facts, wanted_objects
+from ..render.validation import parse_spec
 from . import metrics
 from .cache import Cache, Key, View
 from .leader import LeaderElector

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, AppTopology
-from ..api.validation import InvalidTopology, parse_spec
+from ..api.validation import InvalidTopology
 from ..render.facts import OFFLINE, ClusterFacts
 from ..render.renderer import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TOPOLOGY_LABEL, render
+from ..render.validation import parse_spec
 from .compare import in_sync, stored_spec
 from .transition import Phase, transition
 
@@ -192,8 +193,11 @@ def _shell(owner: Owner, name: str, spec: Mapping[str, Any], description: str) -
     )
 
 
-def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str, Mapping[str, Any]]) -> list[Write]:
-    """The ordered writes taking the ``owned`` live policies to the ``desired`` objects."""
+def _writes(
+    owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str, Mapping[str, Any]], taken: Iterable[str]
+) -> list[Write]:
+    """The ordered writes taking the ``owned`` live policies to the ``desired`` objects; ``taken``: names
+    held by objects that are not ours (guards go elsewhere)."""
     wanted = {p["metadata"]["name"]: p for p in desired}
     rewrite = {n for n, p in wanted.items() if n in owned and not in_sync(p, owned[n])}
     moves = transition(
@@ -201,6 +205,7 @@ def _writes(owner: Owner, desired: Iterable[dict[str, Any]], owned: Mapping[str,
         {n: stored_spec(p.get("spec")) for n, p in wanted.items()},
         rewrite,
         guard_base=owner.name,
+        taken=taken,
     )
     writes = []
     for move in moves:
@@ -251,7 +256,8 @@ def plan(
     conflicts = [n for n in names if n in taken and n not in owned]
     if conflicts:
         return Plan(conflicts=conflicts, desired_names=names, desired=desired, owned=owned, left_out=left_out)
-    writes = _writes(owner, [] if (body.get("spec") or {}).get("enforcement") == "DryRun" else desired, owned)
+    foreign = taken - set(owned)
+    writes = _writes(owner, [] if (body.get("spec") or {}).get("enforcement") == "DryRun" else desired, owned, foreign)
     dry = (body.get("spec") or {}).get("enforcement") == "DryRun"
     return Plan(writes=writes, desired_names=names, desired=desired, owned=owned, dry_run=dry, left_out=left_out)
 
@@ -260,7 +266,7 @@ def restore(
     body: Mapping[str, Any], before: Mapping[str, Mapping[str, Any]], live_policies: Iterable[Mapping[str, Any]]
 ) -> Plan:
     """The writes that put back the owned policies ``before`` (as read at the start of a failed attempt),
-    in the same safe order, from whatever the attempt left."""
+    in the same safe order, from whatever the attempt left (``live_policies``: the whole namespace)."""
     owner = Owner.from_body(body)
     live = {str(p["metadata"]["name"]): dict(p) for p in live_policies}
     owned = {n: p for n, p in sorted(live.items()) if owned_by(p, owner.uid)}
@@ -274,4 +280,5 @@ def restore(
             k: v for k, v in (meta.get("annotations") or {}).items() if k == DESCRIPTION_ANNOTATION
         }
         targets.append(target)
-    return Plan(writes=_writes(owner, targets, owned), desired_names=sorted(before), desired=targets, owned=owned)
+    writes = _writes(owner, targets, owned, set(live) - set(owned))
+    return Plan(writes=writes, desired_names=sorted(before), desired=targets, owned=owned)

@@ -201,8 +201,29 @@ def guard_name(base: str, selector: Selector) -> str:
     return f"{base}.guard-{hashlib.sha256(selector.encode()).hexdigest()[:10]}"
 
 
+@dataclass(frozen=True)
+class GuardNames:
+    """Names for guards: :func:`guard_name`, or the first of ``-2``, ``-3``... that no other object holds.
+
+    Anyone who may create a NetworkPolicy in the namespace can take a guard's name before we do; the guard
+    then goes elsewhere instead of merging into (and later deleting) their object, or stalling the change.
+    Deterministic for the same names taken, so a replanned attempt reuses the guards a crashed one left.
+    """
+
+    base: str
+    taken: frozenset[str] = frozenset()
+
+    def __call__(self, selector: Selector) -> str:
+        name = first = guard_name(self.base, selector)
+        suffix = 1
+        while name in self.taken:
+            suffix += 1
+            name = f"{first}-{suffix}"
+        return name
+
+
 def _midpoint(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str
+    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames
 ) -> dict[str, Spec | None]:
     """The shape of every touched policy in the state between revoke and grant: allowing only what both
     revisions allow, isolating everything either isolates."""
@@ -253,7 +274,7 @@ def _midpoint(
                 mid[name] = _shape(current.get("podSelector") or {}, {*_types(current), ptype}, kept)
                 break
         else:
-            name = guard_name(guard_base, sel)
+            name = guards(sel)
             current = mid.get(name)
             types = {ptype, *(_types(current) if current else [])}
             mid[name] = _shape(selectors[sel], types, ())
@@ -318,11 +339,11 @@ def _mark_final(moves: list[Move], old: Mapping[str, Spec], new: Mapping[str, Sp
     return out
 
 
-def _full(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str) -> list[Move]:
+def _full(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], names: GuardNames) -> list[Move]:
     """The always-valid sequence: guard every isolated selector, drop every rule, grant, release."""
     guards: dict[str, Spec] = {}
     for spec in (*old.values(), *new.values()):
-        name = guard_name(guard_base, _canon(spec.get("podSelector") or {}))
+        name = names(_canon(spec.get("podSelector") or {}))
         types = {*_types(spec), *(_types(guards[name]) if name in guards else [])}
         guards[name] = _shape(spec.get("podSelector") or {}, types, ())
     touched = sorted(
@@ -337,12 +358,17 @@ def _full(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], g
 
 
 def transition(
-    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: Iterable[str] = (), guard_base: str = "guard"
+    old: Mapping[str, Spec],
+    new: Mapping[str, Spec],
+    rewrite: Iterable[str] = (),
+    guard_base: str = "guard",
+    taken: Iterable[str] = (),
 ) -> list[Move]:
     """The writes that take the policies ``old`` (name -> stored spec) to ``new``, in a safe order.
 
     ``rewrite``: names present in both whose live object needs a write although its spec may be equal
-    (metadata differs). Guards are named ``<guard_base>.guard-<hash>``.
+    (metadata differs). Guards are named ``<guard_base>.guard-<hash>``, avoiding the names in ``taken``
+    (objects that are not ours: see :class:`GuardNames`).
     """
     old = {n: stored_spec(s) for n, s in old.items()}
     new = {n: stored_spec(s) for n, s in new.items()}
@@ -350,14 +376,15 @@ def transition(
     rewrite |= {n for n in set(old) & set(new) if old[n] != new[n]}
     if not rewrite and set(old) == set(new):
         return []
+    guards = GuardNames(guard_base, frozenset(taken))
     for make in (_direct, _via_midpoint, _full):
-        moves = _mark_final(make(old, new, rewrite, guard_base), old, new)
+        moves = _mark_final(make(old, new, rewrite, guards), old, new)
         if check(old, new, moves):
             return moves
     raise AssertionError("no safe write order found")  # pragma: no cover - _full is valid by construction
 
 
-def _direct(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str) -> list[Move]:
+def _direct(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames) -> list[Move]:
     """Each policy written once, straight to its new shape (new objects and added isolation first,
     deletions last). Valid for most changes: creation under a default-deny, drift repair, renames, changes
     that only widen or only narrow."""
@@ -369,9 +396,11 @@ def _direct(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str],
     return moves + [Move(n, new[n], Phase.GRANT, False) for n in sorted(rewrite - written)]
 
 
-def _via_midpoint(old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guard_base: str) -> list[Move]:
+def _via_midpoint(
+    old: Mapping[str, Spec], new: Mapping[str, Spec], rewrite: set[str], guards: GuardNames
+) -> list[Move]:
     """Through the state that allows only what both revisions allow (see :func:`_midpoint`)."""
-    mid = _midpoint(old, new, rewrite, guard_base)
+    mid = _midpoint(old, new, rewrite, guards)
     start: dict[str, Spec | None] = {n: old.get(n) for n in mid}
     end: dict[str, Spec | None] = {n: new.get(n) for n in mid}
     first = _keeping(old, _moves(start, mid, Phase.ISOLATE, Phase.REVOKE), old)

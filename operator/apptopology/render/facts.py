@@ -21,10 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.spec import AppTopology, check_label_key, check_label_value, check_port_name
+from ..api.spec import DEFAULT_DNS_SERVICES, AppTopology, check_label_key, check_label_value, check_port_name
 
-# Tried in this order when dns.discover is set without dns.service.
-DEFAULT_DNS_SERVICES: tuple[tuple[str, str], ...] = (("kube-system", "kube-dns"), ("openshift-dns", "dns-default"))
 DNS_PORT = 53  # the port clients send to (the Service's port); the pods may listen elsewhere (targetPort)
 NODE_LOCAL_DNS_NAMESPACE = "kube-system"
 NODE_LOCAL_DNS_LABEL = ("k8s-app", "node-local-dns")  # the label of the upstream NodeLocal DNSCache DaemonSet

@@ -30,6 +30,7 @@ from typing import Literal
 from ..api.guardrail import MAX_NAMES_LISTED, NAME_LABEL, ForbiddenCIDR, TopologyGuardrail, contains, ipblock_overlap
 from ..api.spec import (
     CLOUD_METADATA,
+    DEFAULT_DNS_SERVICES,
     AppTopology,
     DefaultDeny,
     Direction,
@@ -40,7 +41,7 @@ from ..api.spec import (
     selector_matches,
 )
 from ..api.validation import Issue, isolated_peer_issues
-from .facts import DEFAULT_DNS_SERVICES, NODE_LOCAL_DNS_DEFAULT, OFFLINE, ClusterFacts
+from .facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, ClusterFacts
 
 Rule = Literal[
     "maxTiers", "maxFlows", "requiredDefaultDeny", "peerNamespaces", "forbiddenCIDRs", "internetIngress", "kubeAPI"

@@ -23,9 +23,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.spec import CLOUD_METADATA, AppTopology, Endpoint, LabelSelector, Port, minimal_ports
+from ..api.spec import CLOUD_METADATA, DEFAULT_DNS_SERVICES, AppTopology, Endpoint, LabelSelector, Port, minimal_ports
 from ..api.validation import Issue
-from .facts import DEFAULT_DNS_SERVICES, NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts, FactPort
+from .facts import NODE_LOCAL_DNS_DEFAULT, OFFLINE, APIEndpoint, ClusterFacts, FactPort
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "apptopology-operator"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .api.spec import AppTopology, Endpoint, LabelSelector, describe_selector, selector_matches
-from .evaluator import Evaluator, Inventory, Namespace, Pod
+from ..api.spec import AppTopology, Endpoint, LabelSelector, describe_selector, selector_matches
+from ..evaluator import Evaluator, Inventory, Namespace, Pod
 
 MAX_EXAMPLES = 5
 

@@ -18,10 +18,10 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .api.spec import AppTopology, Flow, LabelSelector, Port, selector_matches
-from .api.spec import Endpoint as FlowEndpoint
-from .evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
-from .render.facts import OFFLINE, ClusterFacts, DNSService
+from ..api.spec import AppTopology, Flow, LabelSelector, Port, selector_matches
+from ..api.spec import Endpoint as FlowEndpoint
+from ..evaluator import ContainerPort, Endpoint, External, Inventory, Namespace, Pod, PortSet
+from ..render.facts import OFFLINE, ClusterFacts, DNSService
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 WORLD_V4 = "203.0.113.10"  # TEST-NET-3: an address nobody declared
@@ -124,7 +124,7 @@ class Intent:
             return True
         return bool(self.isolated_tiers(endpoint, direction))
 
-    def _peer_matches(
+    def peer_matches(
         self,
         namespace_selector: LabelSelector | None,
         pod_selector: LabelSelector | None,
@@ -155,7 +155,7 @@ class Intent:
             return any(_within(endpoint, str(m), []) for m in METADATA)
         if flow_endpoint.ip_block is not None:
             return _within(endpoint, flow_endpoint.ip_block.cidr, flow_endpoint.ip_block.except_ or [])
-        return self._peer_matches(flow_endpoint.namespace_selector, flow_endpoint.pod_selector, endpoint, inventory)
+        return self.peer_matches(flow_endpoint.namespace_selector, flow_endpoint.pod_selector, endpoint, inventory)
 
     @staticmethod
     def ports(ports: Iterable[Port] | None, destination: Endpoint) -> PortSet:
@@ -205,7 +205,7 @@ class Intent:
         if (
             mon.enabled
             and set(self.isolated_tiers(destination, "ingress")) & scraped
-            and self._peer_matches(mon.namespace_selector, mon.pod_selector, source, inventory)
+            and self.peer_matches(mon.namespace_selector, mon.pod_selector, source, inventory)
         ):
             out = out.union(self.ports(mon.ports, destination))
         return out
@@ -215,10 +215,10 @@ class Intent:
             return PortSet.ALL
         out = self._flows("egress", source, destination, destination, inventory)
         if self.topology.spec.dns.enabled:
-            out = out.union(self._dns(destination, inventory))
+            out = out.union(self.dns(destination, inventory))
         return out
 
-    def _dns(self, destination: Endpoint, inventory: Inventory) -> PortSet:
+    def dns(self, destination: Endpoint, inventory: Inventory) -> PortSet:
         """What DNS allows toward ``destination``: the DNS pods on their ports, NodeLocal DNSCache on 53."""
         dns = self.topology.spec.dns
         out = PortSet.NONE
@@ -231,7 +231,7 @@ class Intent:
             ):
                 ports = [Port.model_validate({"port": p.port, "protocol": p.protocol}) for p in service.target_ports]
                 out = self.ports(ports, destination)
-        elif (dns.namespace_selector is not None or dns.pod_selector is not None) and self._peer_matches(
+        elif (dns.namespace_selector is not None or dns.pod_selector is not None) and self.peer_matches(
             dns.namespace_selector, dns.pod_selector, destination, inventory
         ):
             out = self.ports(dns.ports, destination)

@@ -17,6 +17,7 @@ Two properties matter beyond parsing:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -29,9 +30,10 @@ from typing import Any, TextIO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .api.guardrail import TopologyGuardrail, parse_guardrail
-from .api.spec import AppTopology, quote
-from .api.validation import InvalidTopology, Issue, parse_topology
+from ..api.guardrail import TopologyGuardrail, parse_guardrail
+from ..api.spec import AppTopology, quote
+from ..api.validation import InvalidTopology, Issue
+from ..render.validation import parse_topology
 
 # A file (or stdin) is read only up to this size: bigger ones are refused before parsing.
 MAX_SOURCE_BYTES = 64 * 1024 * 1024
@@ -280,11 +282,25 @@ def dump_yaml(objects: Sequence[Any], out: TextIO, width: int = 100) -> None:
 
 @dataclass(frozen=True)
 class Document:
-    """One decoded YAML document and where it came from (index counts from 0, as kubectl does)."""
+    """One decoded YAML document and where it came from (index counts from 0, as kubectl does; ``item``:
+    the entry of a ``kind: List`` document). ``text`` is the whole source, kept to find a field's line
+    when something is wrong with it (never parsed again otherwise)."""
 
     source: str
     index: int
     data: Any
+    item: int | None = None
+    text: str | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def line_of(self, path: str) -> int | None:
+        """The line of the field at ``path`` (``spec.flows[1].to``), or of its nearest present parent."""
+        if self.text is None:
+            return None
+        prefix: list[str | int] = [] if self.item is None else ["items", self.item]
+        return _line_of(self.text, self.index, [*prefix, *_path_parts(path)])
+
+    def issue(self, issue: Issue) -> LocatedIssue:
+        return LocatedIssue(self.source, self.index, issue, self.line_of(issue.path))
 
 
 @dataclass(frozen=True)
@@ -292,10 +308,71 @@ class LocatedIssue:
     source: str
     index: int | None
     issue: Issue
+    line: int | None = None
 
     def __str__(self) -> str:
         where = self.source if self.index is None else f"{self.source}: document {self.index}"
-        return f"{where}: {self.issue}"
+        line = f" (line {self.line})" if self.line is not None else ""
+        return f"{where}: {self.issue}{line}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.source,
+            "document": self.index,
+            "line": self.line,
+            "path": self.issue.path,
+            "message": self.issue.message,
+        }
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _path_parts(path: str) -> list[str | int]:
+    """``spec.flows[1].to`` -> ``["spec", "flows", 1, "to"]``."""
+    return [int(index) if index else key for key, index in _PATH_PART.findall(path)]
+
+
+_COMPOSED: dict[tuple[int, int], list[Node | None]] = {}
+
+
+def _composed(text: str) -> list[Node | None]:
+    """The node trees of every document of ``text`` (with their lines), composed once per text."""
+    key = (id(text), len(text))
+    if key not in _COMPOSED:
+        if len(_COMPOSED) > 8:
+            _COMPOSED.clear()
+        loader = KubeLoader(text)
+        nodes: list[Node | None] = []
+        try:
+            while loader.check_node():
+                nodes.append(loader.get_node())
+        except yaml.YAMLError:
+            pass  # JSON that is not YAML, say: no lines then
+        finally:
+            loader.dispose()
+        _COMPOSED[key] = nodes
+    return _COMPOSED[key]
+
+
+def _line_of(text: str, index: int, parts: list[str | int]) -> int | None:
+    nodes = _composed(text)
+    node = nodes[index] if index < len(nodes) else None
+    if node is None:
+        return None
+    line = int(node.start_mark.line)
+    for part in parts:
+        if isinstance(node, MappingNode) and isinstance(part, str):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == part), None)
+            if pair is None:
+                break
+            line, node = int(pair[0].start_mark.line), pair[1]  # the key's line: where a reader looks
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = int(node.start_mark.line)
+        else:
+            break
+    return line + 1
 
 
 class InputError(Exception):
@@ -381,6 +458,16 @@ def _load_yaml(text: str) -> list[Any]:
         loader.dispose()
 
 
+def _tab_near(text: str, line: int, column: int) -> bool:
+    """Whether the YAML error at (line, column) is a tab's doing: a tab at or before the mark on its line, or
+    in the indentation of the line before (libyaml reports some tabs where the next token fails)."""
+    lines = text.splitlines()
+    here = lines[line] if line < len(lines) else ""
+    before = lines[line - 1] if 0 < line <= len(lines) else ""
+    indent = before[: len(before) - len(before.lstrip(" \t"))]
+    return "\t" in here[: column + 1] or "\t" in indent
+
+
 def parse_documents(text: str, source: str, max_document: int = MAX_SOURCE_BYTES) -> list[Document]:
     """Split a YAML stream into documents; empty documents (a stray ``---``) are skipped."""
     name = "<stdin>" if source == "-" else source
@@ -399,6 +486,8 @@ def parse_documents(text: str, source: str, max_document: int = MAX_SOURCE_BYTES
             problem = str(getattr(exc, "problem", None) or exc)
             if len(problem) > MAX_PROBLEM_CHARS:
                 problem = problem[:MAX_PROBLEM_CHARS] + "..."
+            if mark is not None and _tab_near(text, mark.line, mark.column):
+                problem = f"a tab character: YAML indents with spaces only (replace the tab with spaces); {problem}"
             raise _problem(name, f"not valid YAML: {where}{problem}") from None
         except RecursionError:
             raise _problem(name, "not valid YAML: nested too deeply") from None
@@ -407,9 +496,9 @@ def parse_documents(text: str, source: str, max_document: int = MAX_SOURCE_BYTES
         if data is None:
             continue
         if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
-            docs.extend(Document(name, index, item) for item in data["items"])
+            docs.extend(Document(name, index, item, n, text) for n, item in enumerate(data["items"]))
             continue
-        docs.append(Document(name, index, data))
+        docs.append(Document(name, index, data, None, text))
     return docs
 
 
@@ -439,19 +528,34 @@ def _capped(problems: list[LocatedIssue]) -> list[LocatedIssue]:
     return [*problems[:MAX_REPORTED], LocatedIssue(last.source, None, Issue("", f"... and {more} more problems"))]
 
 
-def load_topology_documents(sources: list[str]) -> list[tuple[Document, AppTopology]]:
-    """Every AppTopology in ``sources`` with the document it came from; raises :class:`InputError` listing all
-    problems of all documents."""
-    docs = load_documents(sources, MAX_DOCUMENT_BYTES)
+def load_topology_documents(
+    sources: list[str], loaded: list[Document] | None = None
+) -> list[tuple[Document, AppTopology]]:
+    """Every AppTopology in ``sources`` (or the documents ``loaded`` from them) with the document it came
+    from; raises :class:`InputError` listing all problems of all documents."""
+    docs = load_documents(sources, MAX_DOCUMENT_BYTES) if loaded is None else loaded
     if not docs:
         raise InputError([LocatedIssue(", ".join(sources), None, Issue("", "no documents found"))])
     topologies = []
     problems: list[LocatedIssue] = []
     for doc in docs:
+        if isinstance(doc.data, dict) and doc.data.get("kind") == "NetworkPolicy":
+            name = quote((doc.data.get("metadata") or {}).get("name"), 60)
+            problems.append(
+                doc.issue(
+                    Issue(
+                        "",
+                        f"NetworkPolicy {name} is not an AppTopology: to turn NetworkPolicies into one, run "
+                        f"`apptopology import -f {doc.source}`; to ask what they allow, `apptopology explain -f "
+                        f"{doc.source}`",
+                    )
+                )
+            )
+            continue
         try:
             topologies.append((doc, parse_topology(doc.data)))
         except InvalidTopology as exc:
-            problems.extend(LocatedIssue(doc.source, doc.index, issue) for issue in exc.issues)
+            problems.extend(doc.issue(issue) for issue in exc.issues)
     if problems:
         raise InputError(_capped(problems))
     return topologies
@@ -473,7 +577,7 @@ def load_guardrails(sources: list[str]) -> list[TopologyGuardrail]:
         try:
             guardrails.append(parse_guardrail(doc.data))
         except InvalidTopology as exc:
-            problems.extend(LocatedIssue(doc.source, doc.index, issue) for issue in exc.issues)
+            problems.extend(doc.issue(issue) for issue in exc.issues)
     names = [g.metadata.name for g in guardrails]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(LocatedIssue(", ".join(sources), None, Issue("", f"TopologyGuardrail {name} given twice")))
