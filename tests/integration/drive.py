@@ -36,13 +36,15 @@ from scenarios import TOPOLOGY, Scenario, features, policy, renders
 
 from apptopology.planner.plan import Plan, plan
 
-# Scenario classes that fail on today's code, each for one finding of issue 17. The lead empties this set as
-# the fixes land; the CI test then runs (and judges) those scenarios too.
+# Scenario classes that fail on today's code, each for one finding of issue 17, not run by the CI test. The
+# lead empties this set as the fixes land; the CI test then runs (and judges) those scenarios too. Emptied so
+# far: "dry-run-delete" (a dry run of a delete deleted) and "guard-squatter" (a squatter at a transient guard
+# name was adopted and deleted, or blocked the change), fixed on main at 2c12e65.
 KNOWN_FAILING: frozenset[str] = frozenset(
     {
-        "dry-run-delete",  # a dry run of a delete deletes (Kube.delete_policy: DeleteOptions without dryRun)
-        "guard-squatter",  # a squatter at a transient guard name is adopted (and deleted), or blocks the change
-        "leader-change",  # the old leader is not fenced: its reconcile keeps writing after the Lease is lost
+        # The old leader: with the transport fence (961b784) at most one write checked before a pause reaches the
+        # server after it, which the judge sees as a state outside every revision in about half the runs.
+        "leader-change",
     }
 )
 
