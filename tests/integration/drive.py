@@ -159,16 +159,20 @@ def _vap(env: Env, namespace: str, scenario: Scenario) -> Callable[[], None]:
     manifests = network_policy_admission(name, namespace, scenario.feature.cel(), message)
     env.cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     refused = next(p for p in renders(scenario.v2, namespace).values() if scenario.feature in features(p))
+    if scenario.feature.kind != "name":  # under a name nobody holds: a dry-run create of v1's name is AlreadyExists
+        refused = {**refused, "metadata": {**refused["metadata"], "name": "judge-probe-refused"}}
     harmless = policy("judge-probe-harmless", {"podSelector": {}, "policyTypes": ["Ingress"]})
 
-    def probe(obj: dict[str, Any]) -> bool:
+    def probe(obj: dict[str, Any]) -> str:
+        """'ok', 'refused' (by this policy: its message) or 'other' (anything else)."""
         doc = {**obj, "metadata": {"name": obj["metadata"]["name"], "namespace": namespace}}
-        return (
-            env.cp.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(doc), check=False).returncode == 0
-        )
+        done = env.cp.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(doc), check=False)
+        return "ok" if done.returncode == 0 else "refused" if message in done.stderr else "other"
 
     wait_for(
-        lambda: not probe(refused) and probe(harmless), timeout=30, what=f"VAP refusing {scenario.feature.describe()}"
+        lambda: probe(refused) == "refused" and probe(harmless) == "ok",
+        timeout=30,
+        what=f"VAP refusing {scenario.feature.describe()}",
     )
 
     def lift() -> None:
@@ -261,13 +265,15 @@ def _leader(replicas: list[Operator]) -> Operator | None:
     return None
 
 
-def _settle(env: Env, namespace: str, generation: int) -> None:
-    _settle_or(env, namespace, generation, lambda: False)
+def _settle(env: Env, namespace: str, generation: int, ready: bool = False) -> None:
+    """See :func:`_settle_or`; ``ready``: also Ready=True (a change expected to go through may first fail and
+    be retried after a cool-down)."""
+    _settle_or(env, namespace, generation, lambda: False, ready)
 
 
-def _settle_or(env: Env, namespace: str, generation: int, done: Callable[[], bool]) -> None:
-    """Until ``done()``, or the topology's status reflects ``generation`` and the operator has written no policy
-    in the namespace for QUIET seconds."""
+def _settle_or(env: Env, namespace: str, generation: int, done: Callable[[], bool], ready: bool = False) -> None:
+    """Until ``done()``, or the topology's status reflects ``generation`` (``ready``: with Ready=True) and the
+    operator has written no policy in the namespace for QUIET seconds."""
     count, changed = -1, time.monotonic()
 
     def settled() -> bool:
@@ -277,8 +283,8 @@ def _settle_or(env: Env, namespace: str, generation: int, done: Callable[[], boo
         now = _count(env, namespace)
         if now != count:
             count, changed = now, time.monotonic()
-        obj = env.cluster.get(namespace, TOPOLOGY)
-        observed = obj is not None and (obj.get("status") or {}).get("observedGeneration") == generation
+        condition = env.cluster.ready(namespace, TOPOLOGY, generation)
+        observed = condition is not None and (not ready or condition.get("status") == "True")
         return observed and time.monotonic() - changed >= QUIET
 
     wait_for(settled, timeout=CONVERGE, interval=0.05, what=f"generation {generation} settled")
@@ -310,13 +316,13 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
                 env.cluster.net.create_namespaced_network_policy(namespace, bystander)
             doc = {"apiVersion": "apptopology.io/v1alpha1", "kind": "AppTopology", "metadata": {"name": TOPOLOGY}}
             uid = env.cluster.create({**doc, "spec": scenario.v1}, namespace)["metadata"]["uid"]
-            _settle(env, namespace, 1)
+            _settle(env, namespace, 1, ready=True)
             for squatter in scenario.squatters:
                 env.cluster.net.create_namespaced_network_policy(namespace, squatter)
             refused = _refusal(env, namespace, scenario, first, live, out, stack)
             out.expected = _expected(scenario, first, refused)
             try:
-                _change(env, namespace, scenario, first, out, replicas)
+                _change(env, namespace, scenario, first, out, replicas, refused)
             except AssertionError as exc:  # judge what happened all the same
                 out.findings.append(Finding("stuck", str(exc).splitlines()[0][:500]))
             out.findings += _judge(env, namespace, scenario, uid, out, refused)
@@ -356,7 +362,13 @@ def _refusal(
 
 
 def _change(
-    env: Env, namespace: str, scenario: Scenario, first: Plan, out: Outcome, replicas: list[Operator] | None
+    env: Env,
+    namespace: str,
+    scenario: Scenario,
+    first: Plan,
+    out: Outcome,
+    replicas: list[Operator] | None,
+    refused: bool,
 ) -> None:
     """Edit the topology to v2, with the scenario's kill, edit or leader stop at its write index; settle."""
     total = max(1, _requests(first))
@@ -400,7 +412,7 @@ def _change(
             out.resumed_at = len(env.log.writes(namespace))
             os.kill(stopped.proc.pid, signal.SIGCONT)
             time.sleep(3)  # the old leader's reconcile, if it goes on writing, does so now
-    _settle(env, namespace, generation)
+    _settle(env, namespace, generation, ready=out.expected in ("v2", "v3") and not refused)
 
 
 def _count(env: Env, namespace: str) -> int:
