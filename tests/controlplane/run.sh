@@ -16,7 +16,8 @@
 # e.g. "--feature-gates=Foo=true").
 #
 # Everything lives in DIR: certificates, etcd data, logs (*.log), pid files (*.pid),
-# the audit log (audit.log, JSON lines, Metadata level for every request) and kubeconfigs.
+# the audit log (audit.log, JSON lines: Metadata level for every request, NetworkPolicy writes with
+# their bodies) and kubeconfigs.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +29,7 @@ UP_TIMEOUT="${CONTROLPLANE_UP_TIMEOUT:-120}"   # seconds to wait for readiness
 t_start="${EPOCHREALTIME:-0}"
 log() { printf 'run.sh [%5.1fs]: %s\n' "$(echo "${EPOCHREALTIME:-0} - $t_start" | awk '{print $1 - $3}')" "$*" >&2; }
 die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 # ---------------------------------------------------------------- helpers
 
@@ -203,12 +204,21 @@ EOF
 
 write_audit_policy() {
   cat > "$dir/audit-policy.yaml" <<'EOF'
-# Every request is logged at Metadata level (user, groups, verb, objectRef, response code),
-# once per request: the RequestReceived stage is omitted, so count stage == ResponseComplete.
+# Every request is logged once (the RequestReceived stage is omitted, so count stage == ResponseComplete).
+# NetworkPolicy writes at RequestResponse: the request body (object, patch or DeleteOptions) and the
+# response (the object as stored or as deleted, with its resourceVersion), so a test can replay every
+# state of a namespace's policies (tests/integration/judge.py). Everything else, reads of NetworkPolicies
+# included, at Metadata level (user, groups, verb, objectRef, response code): the bodies of lists and
+# watches would grow the log and tell nothing the writes do not.
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+- level: RequestResponse
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  resources:
+  - group: networking.k8s.io
+    resources: ["networkpolicies"]
 - level: Metadata
 EOF
 }

@@ -11,9 +11,10 @@ import contextlib
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import ROOT, RUN_SH, Cluster, ControlPlane, Operator, controlplane_or_skip
+from harness import ROOT, RUN_SH, SUMMARY, Cluster, ControlPlane, Operator, controlplane_or_skip
 from kubernetes import client
 
 
@@ -33,7 +34,18 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
         )
         yield cp
     finally:
+        audit = Path(cp.env["AUDIT_LOG"])
+        if audit.exists():
+            with open(audit, "rb") as log:
+                lines = sum(1 for _ in log)
+            SUMMARY.append(f"control plane audit log: {audit.stat().st_size / 2**20:.1f} MiB, {lines} lines")
         subprocess.run(["bash", str(RUN_SH), "down", str(cp.dir)], capture_output=True, timeout=120)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Counts the suite reports whether or not it passes (the judge's scenarios and states, the audit log)."""
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

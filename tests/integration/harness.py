@@ -6,6 +6,7 @@ kube-controller-manager started by tests/controlplane/run.sh on loopback.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "tests" / "controlplane" / "run.sh"
 OPERATOR_USER = "system:serviceaccount:apptopology-system:apptopology-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+SUMMARY: list[str] = []  # lines for the end of the pytest output (tests/integration/conftest.py prints them)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "") -> Any:
@@ -107,6 +109,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process (the thread that started it) goes away, so a killed
+    test run or soak leaves no operator behind to race the next one's (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Operator:
     """``apptopology run`` as a real process with the operator's ServiceAccount identity and RBAC."""
 
@@ -143,6 +155,7 @@ class Operator:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            preexec_fn=_die_with_parent,
         )
         wait_for(self.healthy, timeout=timeout, what="operator liveness endpoint")
 
@@ -231,6 +244,41 @@ class Cluster:
         if status.get("observedGeneration") != want:
             return None
         return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def network_policy_admission(name: str, namespace: str, expression: str, message: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: NetworkPolicy creates and updates in ``namespace`` must satisfy
+    the CEL ``expression`` (a platform's guardrail at admission)."""
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["networking.k8s.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["networkpolicies"],
+                    }
+                ]
+            },
+            "validations": [{"expression": expression, "message": message}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }
+    return [policy, binding]
 
 
 def load_example(name: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, ControlPlane, Operator, load_example, wait_for
+from harness import Cluster, ControlPlane, Operator, load_example, network_policy_admission, wait_for
 from kubernetes import client
 from test_operator import assert_policies_match, rendered, wait_ready
 
@@ -67,47 +67,21 @@ def ready_failed(cluster: Cluster, namespace: str, generation: int) -> dict[str,
 
 def admission_policy(cp: ControlPlane, namespace: str, name: str, validation: dict[str, Any]) -> None:
     """A ValidatingAdmissionPolicy on NetworkPolicy writes in ``namespace`` with one validation, and its binding."""
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["networking.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["networkpolicies"],
-                    }
-                ]
-            },
-            "validations": [validation],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
-        },
-    }
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([policy, binding]))
+    manifests = network_policy_admission(name, namespace, validation["expression"], validation["message"])
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
 
 
 def _deny_internet_egress(cp: ControlPlane, namespace: str) -> Callable[[], None]:
     """A platform guardrail at admission (ValidatingAdmissionPolicy): no egress to 0.0.0.0/0."""
     name = f"no-internet-egress-{namespace}"
-    validation = {
-        "expression": "!has(object.spec.egress) || object.spec.egress.all(r, !has(r.to) || "
-        "r.to.all(p, !has(p.ipBlock) || p.ipBlock.cidr != '0.0.0.0/0'))",
-        "message": "egress to 0.0.0.0/0 is not allowed in this cluster",
-    }
-    admission_policy(cp, namespace, name, validation)
+    expression = (
+        "!has(object.spec.egress) || object.spec.egress.all(r, !has(r.to) || "
+        "r.to.all(p, !has(p.ipBlock) || p.ipBlock.cidr != '0.0.0.0/0'))"
+    )
+    manifests = network_policy_admission(
+        name, namespace, expression, "egress to 0.0.0.0/0 is not allowed in this cluster"
+    )
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     # The API server loads admission policies asynchronously: wait until it refuses a probe.
     probe = {
         "apiVersion": "networking.k8s.io/v1",

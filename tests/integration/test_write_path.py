@@ -33,25 +33,6 @@ def _policy(name: str, namespace: str, spec: dict[str, Any] | None = None) -> di
     }
 
 
-def test_every_dry_run_the_operator_sends_changes_nothing(controlplane: ControlPlane, namespace: str) -> None:
-    """The client path of each write verb, sent as a dry run, leaves existence and resourceVersion as they
-    were. The delete used to put ``dryRun=All`` in the query and send a DeleteOptions body without it: the
-    server reads a DELETE's options from its body alone, so that "dry run" deleted."""
-    kube = Kube(controlplane.api)
-    net = client.NetworkingV1Api(controlplane.api)
-    created = kube.apply_policy(_policy("p", namespace), None, dry_run=True)  # create
-    assert created["metadata"]["name"] == "p"
-    assert kube.get_policy(namespace, "p") is None
-    live = kube.apply_policy(_policy("p", namespace), None)
-    version = live["metadata"]["resourceVersion"]
-    changed = _policy("p", namespace, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
-    kube.apply_policy(changed, live["metadata"]["uid"], dry_run=True)  # forced apply, UID precondition
-    kube.delete_policy(namespace, "p", live["metadata"]["uid"], dry_run=True)
-    after = net.read_namespaced_network_policy("p", namespace)
-    assert after.metadata.resource_version == version
-    assert after.spec.policy_types == ["Ingress"]
-
-
 def test_a_create_never_merges_into_an_object_that_holds_the_name(controlplane: ControlPlane, namespace: str) -> None:
     """A name the plan believes free is created, never applied: an apply without the UID precondition merged
     into whatever held the name (and added our ownerReference, so a later release deleted it)."""

@@ -4,6 +4,11 @@ kube-apiserver).
 It keeps what matters for the executor's logic: objects stored in the API server's form, UIDs and
 preconditions, dry runs that store nothing, a count limit like a ResourceQuota, refusals and transient
 failures injected per call, and a log of every request.
+
+Never kinder than the real server: an apply without a UID is what the real client sends for it, a create,
+which fails on any object holding the name. What the fake cannot see is what the client puts on the wire
+(a dry-run flag in the query but not in a DeleteOptions body deletes for real):
+tests/integration/test_dry_run.py sends every dry-run verb through the real client to the real API server.
 """
 
 from __future__ import annotations
