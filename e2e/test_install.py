@@ -180,7 +180,9 @@ def test_kustomize_uninstall_keeps_crds_topologies_and_policies(cluster: Cluster
 
 
 def _helm_install(cluster: Cluster, *values: str, upgrade: bool = False) -> None:
-    verb = ["upgrade"] if upgrade else ["install"]
+    # Without values, `helm upgrade` reuses the release's (here: the previous image's tag); the chart's
+    # defaults are what an upgrade to this version means.
+    verb = ["upgrade", "--reset-values"] if upgrade else ["install"]
     cluster.helm(
         *verb, RELEASE, str(ROOT / "charts" / "apptopology"), "-n", OPERATOR_NS, "--wait", "--timeout=240s", *values
     )
@@ -255,8 +257,8 @@ def test_drift_is_repaired_on_packets(cluster: Cluster) -> None:
 
 
 def test_leader_killed_during_a_change(cluster: Cluster) -> None:
-    """A flow is added and the leader is killed at once: the standby takes over and enforces it; no pair
-    that must stay blocked opens meanwhile."""
+    """The leader is killed (no grace, its Lease still held) and a flow is added at once: the standby takes
+    the Lease when it expires and enforces the change; no pair that must stay blocked opens meanwhile."""
     docs = workloads.topology_documents()
     shop = next(d for d in docs if d["metadata"]["namespace"] == "shop")
     shop["spec"]["flows"].append({"from": {"tier": "frontend"}, "to": {"tier": "database"}, "ports": [{"port": 9090}]})
@@ -264,22 +266,24 @@ def test_leader_killed_during_a_change(cluster: Cluster) -> None:
     assert not probe(cluster, new_pair)
     leader = cluster.leader()
     assert leader
-    with watching(cluster, {p: w for p, w in STATE.watched.items() if not w}) as watch:
-        cluster.apply([shop])
-        cluster.kubectl("delete", "pod", "-n", OPERATOR_NS, leader, "--grace-period=0", "--force", "--wait=false")
-        cluster.wait_for("the new flow to be enforced", lambda: probe(cluster, new_pair), timeout=120)
-    assert watch.wrong == []
-    assert cluster.leader() != leader
-    cluster.wait_ready_topologies(["shop"])
-    # Back as it was: the flow's packets are blocked again.
-    cluster.apply(workloads.topology_documents()[:1])
+    try:
+        with watching(cluster, {p: w for p, w in STATE.watched.items() if not w}) as watch:
+            cluster.kubectl("delete", "pod", "-n", OPERATOR_NS, leader, "--grace-period=0", "--force", "--wait=false")
+            cluster.apply([shop])
+            cluster.wait_for("the new flow to be enforced", lambda: probe(cluster, new_pair), timeout=120)
+            cluster.wait_for("another leader", lambda: cluster.leader() not in (None, leader), timeout=60)
+        assert watch.wrong == []
+        cluster.wait_ready_topologies(["shop"])
+    finally:
+        # Back as it was: the flow's packets are blocked again.
+        cluster.apply([d for d in workloads.topology_documents() if d["metadata"]["namespace"] == "shop"])
     cluster.wait_for("the removed flow to be blocked", lambda: not probe(cluster, new_pair), timeout=120)
 
 
 def test_removing_a_topology_on_purpose_removes_its_policies(cluster: Cluster) -> None:
     pair = Probe("monitoring/grafana", STATE.pod_ip["billing/app"], 9090, "pod", "billing/app")
     assert not probe(cluster, pair)
-    cluster.kubectl("delete", "apptopology", "-n", "billing", "monitoring", "--wait=true")
+    cluster.kubectl("delete", "-n", "billing", "apptopology/monitoring", "--wait=true")
     cluster.wait_for("billing's policies to go", lambda: not cluster.get("networkpolicies", "-n", "billing")["items"])
     cluster.wait_for("billing open again", lambda: probe(cluster, pair), timeout=60)
     cluster.apply([d for d in workloads.topology_documents() if d["metadata"]["namespace"] == "billing"])

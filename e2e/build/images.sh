@@ -134,12 +134,13 @@ build() {
   docker exec "$cid" bash -euc '
     containerd > /tmp/containerd.log 2>&1 &
     for i in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
-    ctr -n k8s.io images import --all-platforms --no-unpack --digests /preload/images.tar >/dev/null
+    ctr -n k8s.io images import --all-platforms --no-unpack /preload/images.tar >/dev/null
     ctr -n k8s.io images ls -q | grep -v "^sha256:" | sort
     kill %1; wait || true
     rm -rf /run/containerd /tmp/containerd.log' >&2
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
     "$cid" "$NODE_IMAGE" >/dev/null
+  docker rm -f "$cid" >/dev/null && cid=""
   docker rmi "$NODE_IMAGE-base" >/dev/null
   log "node image $NODE_IMAGE in $((SECONDS - start))s"
 }
