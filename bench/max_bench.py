@@ -192,6 +192,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         cp = self.cp
+        cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         for ns in [SMALL_NS, *(f"max-{i:02d}" for i in range(self.count))]:

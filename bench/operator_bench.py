@@ -233,6 +233,7 @@ class Bench:
         }
 
     def run(self, tracemalloc: bool, profile: str | None = None, workers: int = 8) -> dict[str, Any]:
+        self.cp.kubectl("apply", "-k", str(ROOT / "crds"))  # the CRDs are installed apart from deploy/
         self.cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         self.cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         self.raw_loop()

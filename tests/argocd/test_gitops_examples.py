@@ -298,3 +298,16 @@ def test_operator_application_installs_deploy() -> None:
     (app,) = load_all(PLATFORM / "apptopology-operator.yaml")
     assert app["spec"]["source"]["path"] == "deploy" and (ROOT / "deploy" / "kustomization.yaml").is_file()
     assert int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < 0
+
+
+def test_crds_application_never_removes_them_and_goes_first() -> None:
+    """The CRDs are their own Application: no automated prune, no cascading finalizer, an earlier wave than
+    the operator's (which, from deploy/, no longer holds them)."""
+    (crds,) = load_all(PLATFORM / "apptopology-crds.yaml")
+    (operator,) = load_all(PLATFORM / "apptopology-operator.yaml")
+    assert crds["spec"]["source"]["path"] == "crds" and (ROOT / "crds" / "kustomization.yaml").is_file()
+    assert crds["spec"]["syncPolicy"]["automated"]["prune"] is False
+    assert "finalizers" not in crds["metadata"]
+    assert crds["spec"]["source"]["targetRevision"] == operator["spec"]["source"]["targetRevision"]
+    wave = "argocd.argoproj.io/sync-wave"
+    assert int(crds["metadata"]["annotations"][wave]) < int(operator["metadata"]["annotations"][wave])

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries that tests run on loopback:
-#   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes, see k8s/go.mod)
-#   etcd                                             (go.etcd.io/etcd/server/v3, the version
-#                                                     Kubernetes itself requires)
-# into  ${XDG_CACHE_HOME:-$HOME/.cache}/apptopology/controlplane/<k8s-version>/bin/
-# A second run finds the binaries (and a stamp of the inputs) and does nothing.
+# Builds, in one `go build` of the Kubernetes sources, the binaries that tests run on loopback and
+# that e2e/ packs into its kind node image:
+#   kube-apiserver, kube-controller-manager, kubectl   the control plane tests/ runs on loopback
+#   kube-scheduler, kube-proxy, kubelet, kubeadm       the rest of a kind node (e2e/node-image.sh)
+#   agnhost                                             the e2e test image (k8s.io/kubernetes/test/images)
+#                                                       (all k8s.io/kubernetes, see k8s/go.mod)
+#   etcd                                                (go.etcd.io/etcd/server/v3, the version
+#                                                        Kubernetes itself requires)
+# into  ${XDG_CACHE_HOME:-$HOME/.cache}/apptopology/controlplane/<k8s-version>-<input hash>/bin/
+# The directory is named by the hash of the inputs, so a change of inputs never overwrites binaries
+# another checkout is using. A second run finds the binaries and does nothing.
 # The bin dir is printed as the last line of stdout; progress goes to stderr.
 #
 # Environment:
@@ -28,9 +33,6 @@ git_major="${BASH_REMATCH[1]}"
 git_minor="${BASH_REMATCH[2]}"
 
 cache_root="${CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/apptopology/controlplane}"
-bindir="$cache_root/$k8s_version/bin"
-stampfile="$bindir/.stamp"
-binaries=(kube-apiserver kube-controller-manager kubectl etcd)
 
 # Stamp = hash of everything that decides the output, plus the Go version.
 stamp="$(
@@ -40,6 +42,10 @@ stamp="$(
     go env GOVERSION GOOS GOARCH
   } | sha256sum | cut -d' ' -f1
 )"
+keydir="$cache_root/$k8s_version-${stamp:0:12}"
+bindir="$keydir/bin"
+stampfile="$bindir/.stamp"
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl agnhost etcd)
 
 all_present() {
   local b
@@ -61,7 +67,7 @@ mkdir -p "$bindir"
 # One build at a time (parallel test runners may all call this); the first one builds,
 # the others wait and then find the binaries.
 if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache_root/$k8s_version/.build.lock"
+  exec 9>"$keydir/.build.lock"
   flock 9
   if up_to_date; then
     log "up to date (built by another run meanwhile): $bindir"
@@ -71,7 +77,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 # Build into a temp dir next to bindir and move into place, so an interrupted build
 # never leaves a half-written binary that looks current.
-tmpdir="$(mktemp -d "$cache_root/$k8s_version/build.XXXXXX")"
+tmpdir="$(mktemp -d "$keydir/build.XXXXXX")"
 trap 'rm -rf "$tmpdir"' EXIT
 
 # --- build recipe ---
@@ -88,15 +94,20 @@ done
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2; exit}' "$moddir/go.mod")"
 ldflags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$etcd_version"
 
-log "building Kubernetes $k8s_version and etcd $etcd_version into $bindir (cold: 10+ minutes on 2 cores)"
+log "building Kubernetes $k8s_version and etcd $etcd_version into $bindir (cold: 15+ minutes on 2 cores)"
 start=$SECONDS
 (
   cd "$moddir"
-  # One go build for all four commands, so shared packages are compiled once.
+  # One go build for all the commands, so shared packages are compiled once.
   CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -ldflags="$ldflags" -o "$tmpdir/" \
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kube-proxy \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kubeadm \
       k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/test/images/agnhost \
       ./etcd
 )
 # --- end build recipe ---

@@ -335,6 +335,7 @@ class Dataplane:
         )
         if done.returncode != 0:
             raise DataplaneError(f"the control plane did not start:\n{done.stderr[-4000:]}")
+        self.kubectl("apply", "-k", str(ROOT / "crds"))  # the CRDs are installed apart from deploy/
         self.kubectl("apply", "-k", str(DEPLOY))
         self.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
 

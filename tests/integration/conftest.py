@@ -23,7 +23,9 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
     base = tmp_path_factory.mktemp("controlplane")
     cp = controlplane_or_skip(base / "cp")
     try:
-        # Everything a user installs with `kubectl apply -k deploy/`: CRD, namespace, RBAC, Deployment.
+        # Everything a user installs: the CRDs (`kubectl apply -k crds/`), then `kubectl apply -k deploy/`:
+        # namespace, RBAC, Deployment, admission policy.
+        cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         cp.kubectl(
             "wait",

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a TERM stops like ^C: the finally below runs
     stack = contextlib.ExitStack()
     try:
+        cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         operator = Operator(cp)

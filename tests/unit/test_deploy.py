@@ -1,4 +1,5 @@
-"""deploy/ (what `kubectl apply -k deploy/` installs) and the operator image's Dockerfile.
+"""deploy/ (what `kubectl apply -k deploy/` installs), crds/ (installed before it, on their own) and the
+operator image's Dockerfile.
 
 The kustomization is rendered by a small reader that understands exactly the kustomization features
 deploy/ uses (``resources`` files and directories, ``images``) and fails on any other, so it cannot drift
@@ -27,6 +28,8 @@ from apptopology.cli import build_parser
 from shared import ROOT
 
 DEPLOY = ROOT / "deploy"
+CRDS = ROOT / "crds"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE = "ghcr.io/apptopology/apptopology-operator"
 NAMESPACE = "apptopology-system"
@@ -104,8 +107,6 @@ def test_installs_exactly_these_objects() -> None:
     assert len(BY_KEY) == len(OBJECTS), "duplicate objects"
     assert sorted((k[1], k[2], k[3]) for k in BY_KEY) == sorted(
         [
-            ("CustomResourceDefinition", "", "apptopologies.apptopology.io"),
-            ("CustomResourceDefinition", "", "topologyguardrails.apptopology.io"),
             ("ValidatingAdmissionPolicy", "", "apptopology-guardrails"),
             ("ValidatingAdmissionPolicyBinding", "", "apptopology-guardrails"),
             ("Namespace", "", NAMESPACE),
@@ -127,9 +128,21 @@ def test_installs_exactly_these_objects() -> None:
     )
 
 
-def test_the_crds_are_the_generated_ones() -> None:
-    for definition in crdgen.DEFINITIONS:
-        assert get("CustomResourceDefinition", definition.name) == crdgen.crd(definition)
+def test_the_crds_are_installed_apart_and_are_the_generated_ones() -> None:
+    """deploy/ holds no CRD, so `kubectl delete -k deploy/` keeps them (and every AppTopology, and the
+    NetworkPolicies those own); crds/ holds exactly the generated ones."""
+    assert [o for o in OBJECTS if o["kind"] == "CustomResourceDefinition"] == []
+    crds = {o["metadata"]["name"]: o for o in render_kustomization(CRDS)}
+    assert crds == {d.name: crdgen.crd(d) for d in crdgen.DEFINITIONS}
+
+
+def test_the_crds_survive_helm_and_argo_cd() -> None:
+    """Neither `helm uninstall` (nor an upgrade that drops them) nor an Argo CD prune or Application
+    deletion removes a CRD: only a deliberate `kubectl delete crd` does."""
+    for crd in render_kustomization(CRDS):
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert set(annotations["argocd.argoproj.io/sync-options"].split(",")) == {"Prune=false", "Delete=false"}
 
 
 def test_the_admission_policy_is_the_generated_one() -> None:
@@ -192,7 +205,7 @@ def test_image_can_be_overridden_from_an_overlay(tmp_path: Path) -> None:
 
 def test_kustomization_pins_the_image() -> None:
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    assert kustomization["images"] == [{"name": IMAGE, "newTag": "0.1.0"}]
+    assert kustomization["images"] == [{"name": IMAGE, "newTag": VERSION}]
 
 
 # --- namespace and Pod Security --------------------------------------------------------------------------
@@ -295,7 +308,7 @@ def test_labels_and_selector() -> None:
 
 
 def test_image_command_and_identity() -> None:
-    assert CONTAINER["image"] == f"{IMAGE}:0.1.0"
+    assert CONTAINER["image"] == f"{IMAGE}:{VERSION}"
     assert CONTAINER["args"] == ["run", "--leader-elect", "--metrics-port", "8081"]
     assert "command" not in CONTAINER  # the image's ENTRYPOINT (apptopology) runs
     assert POD["serviceAccountName"] == SA
@@ -359,6 +372,11 @@ def test_liveness_probe_matches_the_cli_default() -> None:
     ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
     assert probe["port"] in ("health", 8080)
     assert ports["health"] == 8080
+
+
+def test_readiness_probe_gates_the_rollout() -> None:
+    """A rolling update (maxUnavailable 0) removes an old replica only once its successor serves /healthz."""
+    assert CONTAINER["readinessProbe"]["httpGet"] == CONTAINER["livenessProbe"]["httpGet"]
 
 
 def test_resources() -> None:
@@ -491,8 +509,10 @@ DOCKER_LINES = [
 
 def test_dockerfile_shape() -> None:
     froms = [line.split()[1] for line in DOCKER_LINES if line.startswith("FROM ")]
-    assert len(froms) == 2 and froms[0] == froms[1], froms
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", froms[0]), froms[0]
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], froms
+    (base,) = [line.split("=", 1)[1] for line in DOCKER_LINES if line.startswith("ARG PYTHON_IMAGE=")]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    assert f"ARG VERSION={VERSION}" in DOCKER_LINES
     assert "USER 65532:65532" in DOCKER_LINES
     assert 'ENTRYPOINT ["apptopology"]' in DOCKER_LINES
     assert 'CMD ["run"]' in DOCKER_LINES
@@ -502,6 +522,15 @@ def test_dockerfile_shape() -> None:
     )
     assert any("org.opencontainers.image.title" in line for line in DOCKER_LINES)
     assert all("--no-cache-dir" in line for line in DOCKER_LINES if "pip install" in line)
+
+
+def test_dockerfile_builds_with_no_network() -> None:
+    """Air-gapped: every pip install reads only the wheelhouse made on the host (deploy/image/wheelhouse.sh)."""
+    text = DOCKERFILE.read_text()
+    installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)*", text)
+    assert len(installs) == 2, installs
+    assert all("--no-index" in install for install in installs)
+    assert "PIP_NO_INDEX=1" in text
 
 
 def test_entrypoint_is_the_project_script() -> None:
@@ -565,4 +594,5 @@ def test_dockerignore_is_an_allowlist_of_what_the_dockerfile_copies() -> None:
             copied |= {p.removeprefix("./").rstrip("/") for p in line.split()[1:-1]}
     assert copied <= allowed, copied - allowed
     for path in copied:
-        assert (ROOT / path).exists(), path
+        # dist/ is made by deploy/image/wheelhouse.sh before a build.
+        assert path.startswith("dist/") or (ROOT / path).exists(), path

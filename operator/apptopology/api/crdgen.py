@@ -509,6 +509,9 @@ DEFINITIONS = (APPTOPOLOGY, GUARDRAIL)
 assert APPTOPOLOGY.header == HEADER and APPTOPOLOGY.path == DEFAULT_PATH
 
 
+KEEP_IN_ARGO = "Prune=false,Delete=false"
+
+
 def crd(definition: Definition = APPTOPOLOGY) -> dict[str, Any]:
     """The CustomResourceDefinition as a plain dict."""
     version: dict[str, Any] = {"name": API_VERSION, "served": True, "storage": True}
@@ -522,6 +525,10 @@ def crd(definition: Definition = APPTOPOLOGY) -> dict[str, Any]:
         "metadata": {
             "name": definition.name,
             "labels": {"app.kubernetes.io/name": "apptopology", "app.kubernetes.io/part-of": "apptopology"},
+            # Deleting a CRD deletes every object of its kind, and with an AppTopology go the NetworkPolicies
+            # it owns: every namespace opens. Helm (a chart's crds/ or templates) and Argo CD (prune, or
+            # deleting the Application) leave these alone; only a deliberate `kubectl delete crd` removes them.
+            "annotations": {"helm.sh/resource-policy": "keep", "argocd.argoproj.io/sync-options": KEEP_IN_ARGO},
         },
         "spec": {
             "group": API_GROUP,

@@ -87,7 +87,7 @@ def _reachable(kube: Kube) -> None:
             raise StartupError(f"the API server {host} refused the kubeconfig's credentials (401)") from None
         if exc.status == 404:
             raise StartupError(
-                f"the API server {host} has no AppTopology API: install the CRDs (kubectl apply -k deploy/)"
+                f"the API server {host} has no AppTopology API: install the CRDs (kubectl apply -k crds/)"
             ) from None
     finally:
         pool.setLevel(level)

@@ -1,0 +1,1 @@
+../../../deploy/components/argocd-health/health.lua
