@@ -119,19 +119,82 @@ def _die_with_parent() -> None:
         pass
 
 
-class Operator:
-    """``apptopology run`` as a real process with the operator's ServiceAccount identity and RBAC."""
+OPERATOR_NAMESPACE = "apptopology-system"
 
-    def __init__(self, cp: ControlPlane, args: list[str] | None = None, name: str = "operator"):
+
+def pod_kubeconfig(cp: ControlPlane, pod: str) -> str:
+    """A kubeconfig for the operator's ServiceAccount as a pod of it has it: a token bound to the Pod object
+    ``pod`` (created if missing; never scheduled, the control plane has no nodes). The API server puts the
+    pod's name in the request's user info, which deploy/'s leader fence compares with the Lease's holder."""
+    core = client.CoreV1Api(cp.api)
+    try:
+        uid = core.read_namespaced_pod(pod, OPERATOR_NAMESPACE).metadata.uid
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod, "labels": {"app.kubernetes.io/name": "apptopology-test-replica"}},
+            "spec": {
+                "serviceAccountName": "apptopology-operator",
+                "automountServiceAccountToken": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {"name": "operator", "image": "apptopology.test/not-run", "securityContext": restricted}
+                ],
+            },
+        }
+        uid = core.create_namespaced_pod(OPERATOR_NAMESPACE, body).metadata.uid
+    request = {
+        "spec": {
+            "expirationSeconds": 6 * 3600,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid},
+        }
+    }
+    token = core.create_namespaced_service_account_token("apptopology-operator", OPERATOR_NAMESPACE, request)
+    admin = yaml.safe_load(Path(cp.kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    path = cp.dir / f"pod-{pod}.kubeconfig"
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": pod, "user": {"token": token.status.token}}],
+        "contexts": [{"name": pod, "context": {"cluster": cluster["name"], "user": pod}}],
+        "current-context": pod,
+    }
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    return str(path)
+
+
+class Operator:
+    """``apptopology run`` as a real process with the operator's ServiceAccount identity and RBAC.
+
+    ``pod``: run as that pod of the ServiceAccount would (a pod-bound token, ``POD_NAME``), as replicas electing
+    a leader do in a cluster; otherwise with a client certificate of the ServiceAccount (no pod)."""
+
+    def __init__(self, cp: ControlPlane, args: list[str] | None = None, name: str = "operator", pod: str | None = None):
         self.cp = cp
         self.args = list(args or [])
-        minted = subprocess.run(
-            ["bash", str(RUN_SH), "sa-user", str(cp.dir), "apptopology-system", "apptopology-operator"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        self.kubeconfig = minted.stdout.strip().splitlines()[-1]
+        self.pod = pod
+        if pod is not None:
+            self.kubeconfig = pod_kubeconfig(cp, pod)
+        else:
+            minted = subprocess.run(
+                ["bash", str(RUN_SH), "sa-user", str(cp.dir), OPERATOR_NAMESPACE, "apptopology-operator"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            self.kubeconfig = minted.stdout.strip().splitlines()[-1]
         self.log_path = cp.dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -140,6 +203,8 @@ class Operator:
     def start(self, timeout: float = 60) -> None:
         self.port, self.metrics_port = _free_port(), _free_port()
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        if self.pod is not None:
+            env["POD_NAME"] = self.pod
         log = open(self.log_path, "ab")  # noqa: SIM115 (the process owns it)
         command = [
             sys.executable,

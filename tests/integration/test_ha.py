@@ -15,10 +15,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import WRITE_VERBS, Cluster, ControlPlane, Operator, load_example, wait_for
+from harness import (
+    OPERATOR_NAMESPACE,
+    SUMMARY,
+    WRITE_VERBS,
+    Cluster,
+    ControlPlane,
+    Operator,
+    load_example,
+    pod_kubeconfig,
+    wait_for,
+)
+from kubernetes import client, config
 from test_operator import assert_policies_match, wait_ready
 
-from apptopology.controller.reconciler import MAX_ISOLATION_POLICIES
+from apptopology.controller.kube import LEADER_FENCE, Kube
+from apptopology.controller.reconciler import MAX_ISOLATION_POLICIES, ApiError
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +42,7 @@ ARGS = ["--leader-elect", "--lease-namespace", LEASE_NS]
 def replicas(controlplane: ControlPlane, operator: Operator) -> Iterator[list[Operator]]:
     """Two electing replicas; the suite's own (non-electing) operator is stopped meanwhile."""
     operator.stop()
-    pair = [Operator(controlplane, ARGS, name="replica-a"), Operator(controlplane, ARGS, name="replica-b")]
+    pair = [Operator(controlplane, ARGS, name=f"replica-{x}", pod=f"apptopology-operator-{x}") for x in "ab"]
     for replica in pair:
         replica.start()
     yield pair
@@ -170,7 +182,7 @@ def _tail_audit(cp: ControlPlane, offset: int) -> tuple[list[dict[str, Any]], in
 def _by(replica: Operator, namespace: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The completed write requests ``replica`` sent in ``namespace`` (its user agent names its process)."""
     assert replica.proc is not None
-    mark = f"-{replica.proc.pid})"
+    mark = f"({replica.pod})" if replica.pod else f"-{replica.proc.pid})"
     return [
         e
         for e in entries
@@ -194,8 +206,9 @@ def test_a_paused_leader_sends_nothing_after_it_resumes(
 ) -> None:
     """Issue 17, finding 4: a leader paused in the middle of a plan (SIGSTOP past the lease duration) kept
     writing that plan when it resumed, interleaved with the new leader's writes for the same names (121
-    requests). Every write now passes the lease fence right before the socket: after SIGCONT the old leader
-    sends nothing (audit log), but for a request the pause caught between the fence and the socket."""
+    requests). Every write now passes the lease fence right before the socket, and the one request a pause
+    can catch between that check and the socket is refused by the API server (deploy/'s leader fence: the
+    pod is not the Lease's holder). After SIGCONT the server accepts nothing from the old leader (audit log)."""
     first = wait_for(lambda: leader(replicas), timeout=30, what="a leader")
     standby = next(r for r in replicas if r is not first)
     assert first.proc is not None
@@ -243,9 +256,84 @@ def test_a_paused_leader_sends_nothing_after_it_resumes(
     time.sleep(8)  # the resumed process runs its pending writes (if it were not fenced) and its elector
     entries, offset = _tail_audit(controlplane, offset)
     late = _by(first, namespace, entries)
-    # The one request a pause can catch between the fence and the socket may still go out; nothing after it.
-    assert len(late) <= 1, [(e["verb"], e["objectRef"].get("name"), e["objectRef"].get("subresource")) for e in late]
+    accepted = [e for e in late if e.get("responseStatus", {}).get("code", 0) < 300]
+    assert accepted == [], [(e["verb"], e["objectRef"].get("name"), e["objectRef"].get("subresource")) for e in late]
+    # The one request a pause can catch between the client's check and the socket reaches the server, which
+    # refuses it; nothing is sent after it.
+    assert len(late) <= 1, [(e["verb"], e["objectRef"].get("name"), e["responseStatus"]) for e in late]
+    if late:
+        SUMMARY.append(f"paused leader: its one late request was refused by the server ({late[0]['verb']})")
     assert first.metrics().get("apptopology_fenced_writes_total", 0) >= 1
     assert leader(replicas) is standby
     doc["spec"] = final
     assert_policies_match(cluster, namespace, doc, uid)
+
+
+def test_the_api_server_refuses_writes_from_a_pod_that_does_not_hold_the_lease(
+    cluster: Cluster, controlplane: ControlPlane, namespace: str
+) -> None:
+    """deploy/'s leader fence (a ValidatingAdmissionPolicy whose parameter is the Lease): a NetworkPolicy or
+    status write from an operator pod is admitted only while that pod holds the Lease, dry runs included. The
+    client's own check cannot close the window between the check and the socket; this does, on the server."""
+    pods = {
+        x: Kube(config.new_client_from_config(pod_kubeconfig(controlplane, f"apptopology-operator-{x}"))) for x in "ab"
+    }
+    leases = client.CoordinationV1Api(controlplane.api)
+    lease = {
+        "metadata": {"name": "apptopology-operator"},
+        "spec": {"holderIdentity": "apptopology-operator-b", "leaseDurationSeconds": 15},
+    }
+    leases.create_namespaced_lease(OPERATOR_NAMESPACE, lease)
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "fenced", "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+    try:
+        # The API server reads the Lease through a watch: wait until it has this one.
+        wait_for(
+            lambda: _admitted(lambda: pods["b"].apply_policy(policy, None, dry_run=True)), what="the fence's Lease"
+        )
+        for dry_run in (True, False):
+            with pytest.raises(ApiError) as refused:
+                pods["a"].apply_policy(policy, None, dry_run=dry_run)
+            assert refused.value.transient and LEADER_FENCE in refused.value.message, refused.value
+        assert "fenced" not in cluster.policies(namespace)
+        live = pods["b"].apply_policy(policy, None)  # the holder writes
+        for attempt in (
+            lambda: pods["a"].apply_policy(
+                {**policy, "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}, live["metadata"]["uid"]
+            ),
+            lambda: pods["a"].delete_policy(namespace, "fenced", live["metadata"]["uid"]),
+        ):
+            with pytest.raises(ApiError, match=LEADER_FENCE):
+                attempt()
+        after = cluster.policies(namespace)["fenced"]
+        assert after["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+        # The Lease changes hands: a takes over, b is refused.
+        leases.patch_namespaced_lease(
+            "apptopology-operator", OPERATOR_NAMESPACE, {"spec": {"holderIdentity": "apptopology-operator-a"}}
+        )
+        wait_for(
+            lambda: _admitted(
+                lambda: pods["a"].delete_policy(namespace, "fenced", live["metadata"]["uid"], dry_run=True)
+            ),
+            what="the new holder",
+        )
+        with pytest.raises(ApiError, match=LEADER_FENCE):
+            pods["b"].delete_policy(namespace, "fenced", live["metadata"]["uid"])
+        pods["a"].delete_policy(namespace, "fenced", live["metadata"]["uid"])
+        assert "fenced" not in cluster.policies(namespace)
+    finally:
+        leases.delete_namespaced_lease("apptopology-operator", OPERATOR_NAMESPACE)
+
+
+def _admitted(write: Any) -> bool:
+    try:
+        write()
+    except ApiError as exc:
+        if LEADER_FENCE in exc.message:
+            return False
+        raise
+    return True

@@ -139,16 +139,28 @@ def test_metrics_off_and_service_monitor_on() -> None:
     assert monitor == kustomize
 
 
-def test_guardrail_admission_follows_the_kubernetes_version() -> None:
-    def kinds(objects: list[Obj]) -> set[str]:
-        return {o["kind"] for o in objects}
+def _policies(objects: list[Obj]) -> set[str]:
+    return {o["metadata"]["name"] for o in objects if o["kind"] == "ValidatingAdmissionPolicy"}
 
-    assert "ValidatingAdmissionPolicy" in kinds(template(kube_version="1.35.0"))
-    assert "ValidatingAdmissionPolicy" not in kinds(template(kube_version="1.34.2"))
-    assert "ValidatingAdmissionPolicy" in kinds(
-        template("--set", "guardrailAdmission.enabled=true", kube_version="1.34.2")
-    )
-    assert "ValidatingAdmissionPolicy" not in kinds(template("--set", "guardrailAdmission.enabled=false"))
+
+def test_guardrail_admission_follows_the_kubernetes_version() -> None:
+    guardrails = "apptopology-guardrails"
+    assert guardrails in _policies(template(kube_version="1.35.0"))
+    assert guardrails not in _policies(template(kube_version="1.34.2"))
+    assert guardrails in _policies(template("--set", "guardrailAdmission.enabled=true", kube_version="1.34.2"))
+    assert guardrails not in _policies(template("--set", "guardrailAdmission.enabled=false"))
+
+
+def test_the_leader_fence_comes_with_leader_election_and_names_the_release_namespace() -> None:
+    """Without a Lease the fence would refuse every write of an operator pod: it exists only with election."""
+    fence = "apptopology-leader-fence"
+    assert fence in _policies(template(kube_version="1.31.0"))
+    assert fence not in _policies(template("--set", "leaderElection.enabled=false", "--set", "replicas=1"))
+    objects = template(namespace="netsec")
+    (policy,) = [o for o in objects if o["metadata"]["name"] == fence and o["kind"] == "ValidatingAdmissionPolicy"]
+    (binding,) = [o for o in objects if o["metadata"]["name"] == fence and o["kind"].endswith("Binding")]
+    assert "'system:serviceaccount:netsec:apptopology-operator'" in policy["spec"]["matchConditions"][0]["expression"]
+    assert binding["spec"]["paramRef"]["namespace"] == "netsec"
 
 
 def test_argocd_health_configmap_carries_the_lua() -> None:

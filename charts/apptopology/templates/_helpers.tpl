@@ -1,7 +1,8 @@
-{{/* A file of deploy/ (files/ links to them), in the release namespace instead of apptopology-system. */}}
+{{/* A file of deploy/ (files/ links to them), in the release namespace instead of apptopology-system (its
+     ServiceAccount's user name too). */}}
 {{- define "apptopology.file" -}}
 {{- $root := index . 0 -}}
-{{- $root.Files.Get (index . 1) | replace "namespace: apptopology-system" (printf "namespace: %s" $root.Release.Namespace) -}}
+{{- $root.Files.Get (index . 1) | replace "namespace: apptopology-system" (printf "namespace: %s" $root.Release.Namespace) | replace "system:serviceaccount:apptopology-system:" (printf "system:serviceaccount:%s:" $root.Release.Namespace) -}}
 {{- end -}}
 
 {{- define "apptopology.labels" -}}

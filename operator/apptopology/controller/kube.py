@@ -83,12 +83,22 @@ def _message(exc: ApiException) -> str:
         return str(exc.body or "")
 
 
+LEADER_FENCE = "apptopology leader fence:"
+"""How the ValidatingAdmissionPolicy apptopology-leader-fence (deploy/leader-election.yaml) starts its refusals."""
+
+
 @contextlib.contextmanager
 def _api_errors() -> Iterator[None]:
     try:
         yield
     except ApiException as exc:
-        raise ApiError(int(exc.status or 0), str(exc.reason or ""), _message(exc)) from exc
+        message = _message(exc)
+        if LEADER_FENCE in message:
+            # deploy/'s fence refused a write: another pod holds the Lease in the server's view. Right after
+            # this replica took the Lease, the server's copy of it may lag by a moment: retry; a replica that
+            # really lost the Lease stops at its own fence (Fenced) on the next attempt.
+            raise ApiError(409, "Conflict", message) from exc
+        raise ApiError(int(exc.status or 0), str(exc.reason or ""), message) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise ApiError(0, type(exc).__name__, str(exc)) from exc
 
