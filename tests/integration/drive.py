@@ -670,7 +670,13 @@ def _judge_neighbourhood(
             label = f"{revision.label} with {theirs[n].label if nb is not None else 'no neighbour'}"
             policies = {name: p for objs in everyone.values() for name, p in objs.items()}
             combos[(t, n)] = Combo(label, tuple(intents(members, rail, namespace)), policies)
-    findings += Neighbourhood(judge, combos).judge_states(result.states, hints)
+    holding = [judge.holding(state) for state in result.states]
+    if nb is not None:
+        theirs_holding = [neighbour.holding(state) for state in result.states]
+    else:
+        theirs_holding = [{0} for _ in result.states]
+    allowed = [{(t, n) for t in a for n in b} for a, b in zip(holding, theirs_holding, strict=True)]
+    findings += Neighbourhood(judge, combos).judge_states(result.states, hints, allowed)
     return findings
 
 

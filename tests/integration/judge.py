@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apptopology.analysis.intent import synthesize
+from apptopology.analysis.intent import Intent, synthesize
 from apptopology.analysis.namespace import namespace_interactions
-from apptopology.analysis.subject import merge_inventories, synthesize_from_policies
+from apptopology.analysis.subject import display_name, merge_inventories, synthesize_from_policies
 from apptopology.api.spec import AppTopology
 from apptopology.evaluator import Endpoint, Evaluator, Inventory, Pod, PortSet
 from apptopology.planner.compare import stored_spec
@@ -452,6 +452,11 @@ class Judge:
         ours = self.ours(state)
         return {n: o for n, o in state.objects.items() if n not in state.owners and n not in ours}
 
+    def holding(self, state: State) -> set[int]:
+        """Every revision (index) ``state`` is within, in any order."""
+        conn = self.connectivity(state.objects.values())
+        return {r for r, revision in enumerate(self.revisions) if self.holds(conn, revision, state)}
+
     def holds(self, conn: Connectivity, revision: Revision, state: State) -> bool:
         return any(self.within(conn, ref) for ref in self.reference(revision, state))
 
@@ -519,13 +524,25 @@ class Judge:
 
 
 def _named_after(inventory: Inventory, topology: str) -> Inventory:
-    pods = tuple(Pod(p.namespace, f"{topology}.{p.name}", p.labels, p.ip, p.ports, p.workload) for p in inventory.pods)
+    """The pods of one topology's tiers, named after it (as namespace_interactions names them)."""
+    pods = tuple(
+        Pod(
+            p.namespace,
+            f"{topology}.{p.name}",
+            p.labels,
+            p.ip,
+            p.ports,
+            f"{p.workload} of {topology}" if p.workload and p.workload.startswith("tier ") else p.workload,
+        )
+        for p in inventory.pods
+    )
     return Inventory(inventory.namespaces, pods, inventory.externals)
 
 
 # Judging neighbours -------------------------------------------------------------------------------------
 
-Opened = dict[tuple[str, str, str], PortSet]  # (topology, source, destination) -> ports opened
+# (topology, source, destination) -> the ports opened and the rules responsible
+Opened = dict[tuple[str, str, str], tuple[PortSet, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -542,9 +559,9 @@ class Combo:
 class Neighbourhood:
     """Judges that no state opens a pod beyond what its own topology (or, for a pod of none, the topologies
     that isolate it) allows: :func:`namespace_interactions` of the state's policies, each topology judged by
-    the intent of a combo, is within that of the combo's own render (beside the same other people's
-    policies): what a correct render opens anyway (a pod in the tiers of two topologies that disagree) is
-    not the write path's doing. Uses the judge's inventory and cache of placed policies."""
+    the intent of a combo, is empty but for what the combo's own render opens for a pod in the tiers of
+    two topologies (they disagree about it: no rendering can satisfy both). Independent of the renderer
+    otherwise: a render that opens a neighbour's pod is found too. Uses the judge's inventory."""
 
     def __init__(self, judge: Judge, combos: Mapping[Any, Combo]):
         self.judge = judge
@@ -555,6 +572,7 @@ class Neighbourhood:
         # the combos holding the topologies that own policies in it (a topology left out would leave the
         # pods it isolates unjudged).
         self._present = {key: _owners(combo.policies.values()) for key, combo in self.combos.items()}
+        self._shared = {key: self._claimed_twice(combo) for key, combo in self.combos.items()}
         self._known = frozenset().union(*self._present.values()) if self._present else frozenset()
 
     def opened(self, key: Any, policies: Iterable[Mapping[str, Any]]) -> Opened:
@@ -567,24 +585,47 @@ class Neighbourhood:
         if found is None:
             found = {}
             for i in namespace_interactions(list(combo.intents), objects, self.judge.inventory):
-                found[(i.topology, i.source, i.destination)] = i.ports
+                found[(i.topology, i.source, i.destination)] = (i.ports, i.responsible)
             self._cache[(key, digest)] = found
         return found
 
+    def _claimed_twice(self, combo: Combo) -> frozenset[str]:
+        """The pods (display names) in tiers of two or more of the combo's topologies."""
+        intents = [Intent(t) for t in combo.intents]
+        return frozenset(
+            display_name(e, self.judge.namespace)
+            for e in self.judge.inventory.endpoints
+            if isinstance(e, Pod) and sum(1 for i in intents if i.tiers_of(e)) > 1
+        )
+
     def beyond(self, key: Any, state: State) -> list[str]:
-        """What ``state`` opens that the combo's render does not (with the policies responsible)."""
+        """What ``state`` opens beyond the combo render's openings of pods two topologies claim, and beyond what
+        other people's policies open (as they wrote them)."""
         others = [{**o, "metadata": {**o["metadata"], "name": f"foreign~{n}"}} for n, o in state.owners.items()]
-        reference = self.opened(key, [*self.combos[key].policies.values(), *others])
+        shared = self._shared[key]
+        reference = {
+            pair: ports
+            for pair, (ports, rules) in self.opened(key, [*self.combos[key].policies.values(), *others]).items()
+            if pair[1] in shared or pair[2] in shared or any("/foreign~" in r for r in rules)
+        }
         now = self.opened(key, state.objects.values())
         out = []
-        for pair, ports in sorted(now.items()):
+        for pair, (ports, rules) in sorted(now.items()):
             extra = ports.difference(reference.get(pair, PortSet.NONE))
             if not extra.is_empty:
-                out.append(f"{pair[0]}'s {pair[1]} -> {pair[2]} {extra}")
+                by = f" (allowed by {', '.join(rules[:3])})" if rules else ""
+                out.append(f"{pair[0]}'s {pair[1]} -> {pair[2]} {extra}{by}")
         return out
 
-    def judge_states(self, states: Sequence[State], hints: Sequence[Any] = ()) -> list[Finding]:
-        """Each state within some combo, tried from its hint (the combo the revisions' judges placed it in)."""
+    def judge_states(
+        self, states: Sequence[State], hints: Sequence[Any] = (), allowed: Sequence[Iterable[Any]] = ()
+    ) -> list[Finding]:
+        """Each state within some combo, tried from its hint (the combo the revisions' judges placed it in).
+
+        ``allowed``: per state, the combos it may be judged against (those whose every topology's revision
+        holds the state, as that topology's judge found: a topology whose first policies are being written
+        is still at "nothing", its pods its own). Without (or when none is), the combos holding exactly the
+        topologies that own policies in the state."""
         findings = []
         for k, state in enumerate(states):
             self.judged += 1
@@ -592,7 +633,11 @@ class Neighbourhood:
             present = _owners(state.objects.values()) & self._known
             order = [hint] if hint in self.combos else []
             order += [key for key in self.combos if key != hint]
-            order = [key for key in order if self._present[key] == present]
+            chosen = set(allowed[k]) if k < len(allowed) else set()
+            if chosen & set(order):
+                order = [key for key in order if key in chosen]
+            else:
+                order = [key for key in order if self._present[key] == present]
             best: tuple[Any, list[str]] | None = None
             for key in order:
                 extra = self.beyond(key, state)
