@@ -18,7 +18,6 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
-import json
 import signal
 import subprocess
 import sys
@@ -108,15 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": "apptopology-operator", "namespace": "apptopology-system"},
-            "spec": {},
-        }
-        # deploy/'s leader fence takes the Lease as its parameter and denies when there is none: every
-        # NetworkPolicy write (anyone's) is refused until a Lease exists. The soak's replica does not elect.
-        cp.kubectl("apply", "-f", "-", input=json.dumps(lease))
         operator = Operator(cp)
         operator.start()
         env = Env(cp, Cluster(cp), operator)
