@@ -38,6 +38,7 @@ from judge import (
     Neighbourhood,
     Objects,
     Revision,
+    State,
     Write,
     end_state,
     live_agrees,
@@ -550,8 +551,10 @@ def _neighbourhood(
         "metadata"
     ]["uid"]
     moments = [Moment("v1", scenario.v1, False)]
+    marks: list[int] = []  # the writes logged when each step had settled
     try:
         _settle_to(env, namespace, _expected_of(scenario, namespace, uids, moments[-1].spec, False))
+        marks.append(len(env.log.writes(namespace)))
         core = client.CoreV1Api(env.cp.api)
         for step in scenario.steps:
             now = moments[-1]
@@ -567,10 +570,11 @@ def _neighbourhood(
                 core.patch_namespace(namespace, {"metadata": {"labels": {RAIL_LABEL: namespace if on else None}}})
                 moments.append(Moment(now.label, now.spec, on))
             _settle_to(env, namespace, _expected_of(scenario, namespace, uids, moments[-1].spec, moments[-1].on))
+            marks.append(len(env.log.writes(namespace)))
     except AssertionError as exc:  # judge what happened all the same
         out.findings.append(Finding("stuck", str(exc).splitlines()[0][:500]))
     out.expected = moments[-1].label + ("+rail" if moments[-1].on else "")
-    return _judge_neighbourhood(env, namespace, scenario, uids, moments, out)
+    return _judge_neighbourhood(env, namespace, scenario, uids, moments, marks, out)
 
 
 def _members(
@@ -618,7 +622,13 @@ def _owned_by(obj: dict[str, Any], uid: str) -> bool:
 
 
 def _judge_neighbourhood(
-    env: Env, namespace: str, scenario: Scenario, uids: dict[str, str], moments: list[Moment], out: Outcome
+    env: Env,
+    namespace: str,
+    scenario: Scenario,
+    uids: dict[str, str],
+    moments: list[Moment],
+    marks: list[int],
+    out: Outcome,
 ) -> list[Finding]:
     live, listed_at = _read_live(env, namespace)
     writes: list[Write] = env.log.writes(namespace)
@@ -687,14 +697,35 @@ def _judge_neighbourhood(
             label = f"{revision.label} with {theirs[n].label if nb is not None else 'no neighbour'}"
             policies = {name: p for objs in everyone.values() for name, p in objs.items()}
             combos[(t, n)] = Combo(label, tuple(intents(members, rail, namespace)), policies)
-    holding = [judge.holding(state) for state in result.states]
-    if nb is not None:
-        theirs_holding = [neighbour.holding(state) for state in result.states]
-    else:
-        theirs_holding = [{0} for _ in result.states]
+    # A state is judged by the intents of the revisions each topology's judge finds holding it, or of the one
+    # it was at just before (a topology's transition is judged against its old intent as well as its new: a
+    # neighbour raised by a guardrail may isolate before the other topology drops a DNS policy for every pod,
+    # a window in which its pods keep only what they had).
+    holding = _candidates(judge, result.states, marks)
+    theirs_holding = _candidates(neighbour, result.states, marks) if nb is not None else [{0} for _ in result.states]
     allowed = [{(t, n) for t in a for n in b} for a, b in zip(holding, theirs_holding, strict=True)]
     findings += Neighbourhood(judge, combos).judge_states(result.states, hints, allowed)
     return findings
+
+
+def _candidates(judge: Judge, states: list[State], marks: list[int]) -> list[set[int]]:
+    """Per state: the revisions holding it, and those the topology was settled at before and after the step
+    whose writes the state is among (``marks``: the number of writes logged when each step had settled), so
+    that either topology's old or new intent judges the states of a step."""
+    seqs = [s.write.seq if s.write is not None else -1 for s in states]
+
+    def settled_at(mark: int) -> int:
+        last = max((j for j in range(len(states)) if seqs[j] < mark), default=None)
+        return judge.positions[last] if last is not None else -1
+
+    out = []
+    for k, state in enumerate(states):
+        found = judge.holding(state)
+        start = max((m for m in marks if m <= seqs[k]), default=None)
+        end = min((m for m in marks if m > seqs[k]), default=None)
+        found |= {p for p in (settled_at(start) if start is not None else -1, settled_at(end) if end else -1) if p >= 0}
+        out.append(set().union(*(judge.alike(r) for r in found)) if found else found)
+    return out
 
 
 def _read_live(env: Env, namespace: str) -> tuple[list[dict[str, Any]], int]:

@@ -452,6 +452,16 @@ class Judge:
         ours = self.ours(state)
         return {n: o for n, o in state.objects.items() if n not in state.owners and n not in ours}
 
+    def alike(self, revision: int) -> set[int]:
+        """The revisions (indexes) rendering exactly what ``revision`` renders: the record cannot tell them
+        apart (a topology whose spec renders nothing is at "nothing" as far as its policies go)."""
+        mine = self.revisions[revision].policies
+        return {
+            r
+            for r in range(len(self.revisions))
+            if self._exact({n: stored_spec(p.get("spec")) for n, p in mine.items()}, r)
+        }
+
     def holding(self, state: State) -> set[int]:
         """Every revision (index) ``state`` is within, in any order."""
         conn = self.connectivity(state.objects.values())
