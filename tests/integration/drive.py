@@ -10,6 +10,11 @@ recorded).
 :data:`KNOWN_FAILING` names the classes of scenario that fail on today's code (issue 17); a scenario in one
 is not run by the CI test (tests/integration/test_random_scenarios.py) and is run by the soak
 (tests/integration/soak.py, which reports it apart). Empty it as the fixes land.
+
+Scenarios of several topologies and a guardrail (scenarios.NEIGHBOUR_EVENTS) run step by step, each settled
+on the expected policies of every topology, and are judged per owner (each topology's policies within its
+revisions, the other's as they are) and as a namespace (:class:`judge.Neighbourhood`: no pod opened beyond
+its own topology's intent).
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ monitoring toggled, DryRun) plus what happens around the change:
   (two electing replicas: the leader SIGSTOPped at that write, the standby takes over and the topology is
   edited to v3, then SIGCONT), or none.
 
+Drawn only when asked for (:data:`NEIGHBOUR_EVENTS`, issue 20): ``neighbour`` (a second AppTopology, NEIGHBOUR,
+whose tiers may select the same pods and whose DNS may differ, while the topology changes to v2) and
+``guardrail`` (a TopologyGuardrail that starts and stops applying as the namespace is labelled and
+unlabelled, the edit to v2 before, between or after; a neighbour most of the time). :func:`namespace_renders`
+is what the operator should hold for every topology at each moment.
+
 :func:`generate` draws all of it from ``random.Random(seed)``: the seed is the whole scenario.
 tests/integration/drive.py runs it on the control plane and judges it with tests/integration/judge.py.
 """
