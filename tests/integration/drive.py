@@ -719,16 +719,16 @@ def _candidates(judge: Judge, states: list[State], marks: list[int]) -> list[set
     that either topology's old or new intent judges the states of a step."""
     seqs = [s.write.seq if s.write is not None else -1 for s in states]
 
-    def settled_at(mark: int) -> int:
-        last = max((j for j in range(len(states)) if seqs[j] < mark), default=None)
-        return judge.positions[last] if last is not None else -1
+    def settled_at(mark: int | None) -> set[int]:
+        """The revisions the topology's policies are exactly at in the last state before ``mark``."""
+        last = max((j for j in range(len(states)) if seqs[j] < mark), default=None) if mark is not None else None
+        return judge.exactly(states[last]) if last is not None else set()
 
     out = []
     for k, state in enumerate(states):
-        found = judge.holding(state)
         start = max((m for m in marks if m <= seqs[k]), default=None)
         end = min((m for m in marks if m > seqs[k]), default=None)
-        found |= {p for p in (settled_at(start) if start is not None else -1, settled_at(end) if end else -1) if p >= 0}
+        found = judge.holding(state) | settled_at(start) | settled_at(end)
         out.append(set().union(*(judge.alike(r) for r in found)) if found else found)
     return out
 

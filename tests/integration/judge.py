@@ -462,6 +462,11 @@ class Judge:
             if self._exact({n: stored_spec(p.get("spec")) for n, p in mine.items()}, r)
         }
 
+    def exactly(self, state: State) -> set[int]:
+        """The revisions (indexes) whose render is exactly the judged topology's policies in ``state``."""
+        ours = {n: stored_spec(o.get("spec")) for n, o in self.ours(state).items()}
+        return {r for r in range(len(self.revisions)) if self._exact(ours, r)}
+
     def holding(self, state: State) -> set[int]:
         """Every revision (index) ``state`` is within, in any order."""
         conn = self.connectivity(state.objects.values())
