@@ -499,7 +499,7 @@ def _judge(env: Env, namespace: str, scenario: Scenario, uid: str, out: Outcome,
     if out.resumed_at is not None:
         # The new leader had settled before the old one went on: any policy write now is the old leader's (or a
         # repair of what it wrote). A fenced leader sends none after losing the Lease.
-        late = [w.line() for w in writes[out.resumed_at :] if w.by_operator]
+        late = [w.line() for w in writes[out.resumed_at :] if w.by_operator and w.ok]  # a refused one wrote nothing
         if late:
             findings.append(Finding("fence", f"{len(late)} operator writes after the old leader resumed: {late[:6]}"))
     findings += judge.judge(result.states, chain)
