@@ -720,9 +720,12 @@ def _candidates(judge: Judge, states: list[State], marks: list[int]) -> list[set
     seqs = [s.write.seq if s.write is not None else -1 for s in states]
 
     def settled_at(mark: int | None) -> set[int]:
-        """The revisions the topology's policies are exactly at in the last state before ``mark``."""
+        """The revisions the topology's policies are exactly at in the last state before ``mark``, and the one
+        the judge's chain placed that state in."""
         last = max((j for j in range(len(states)) if seqs[j] < mark), default=None) if mark is not None else None
-        return judge.exactly(states[last]) if last is not None else set()
+        if last is None:
+            return set()
+        return judge.exactly(states[last]) | ({judge.positions[last]} if judge.positions[last] >= 0 else set())
 
     out = []
     for k, state in enumerate(states):
