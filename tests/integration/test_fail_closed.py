@@ -67,7 +67,8 @@ def ready_failed(cluster: Cluster, namespace: str, generation: int) -> dict[str,
 
 def admission_policy(cp: ControlPlane, namespace: str, name: str, validation: dict[str, Any]) -> None:
     """A ValidatingAdmissionPolicy on NetworkPolicy writes in ``namespace`` with one validation, and its binding."""
-    manifests = network_policy_admission(name, namespace, validation["expression"], validation["message"])
+    manifests = network_policy_admission(name, namespace, validation["expression"], validation.get("message", ""))
+    manifests[0]["spec"]["validations"] = [validation]  # as given: a messageExpression, say
     cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
 
 

@@ -279,17 +279,21 @@ def test_the_api_server_refuses_writes_from_a_pod_that_does_not_hold_the_lease(
         x: Kube(config.new_client_from_config(pod_kubeconfig(controlplane, f"apptopology-operator-{x}"))) for x in "ab"
     }
     leases = client.CoordinationV1Api(controlplane.api)
-    lease = {
-        "metadata": {"name": "apptopology-operator"},
-        "spec": {"holderIdentity": "apptopology-operator-b", "leaseDurationSeconds": 15},
-    }
-    leases.create_namespaced_lease(OPERATOR_NAMESPACE, lease)
     policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": "fenced", "namespace": namespace},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     }
+    # No Lease (before the first election): nothing to fence, and nobody's writes are refused (the API server
+    # looks the parameter up before the match conditions: a Deny there refused every user's writes).
+    cluster.kube.apply_policy({**policy, "metadata": {**policy["metadata"], "name": "before"}}, None)
+    pods["a"].apply_policy(policy, None, dry_run=True)
+    lease = {
+        "metadata": {"name": "apptopology-operator"},
+        "spec": {"holderIdentity": "apptopology-operator-b", "leaseDurationSeconds": 15},
+    }
+    leases.create_namespaced_lease(OPERATOR_NAMESPACE, lease)
     try:
         # The API server reads the Lease through a watch: wait until it has this one.
         wait_for(
@@ -325,6 +329,7 @@ def test_the_api_server_refuses_writes_from_a_pod_that_does_not_hold_the_lease(
             pods["b"].delete_policy(namespace, "fenced", live["metadata"]["uid"])
         pods["a"].delete_policy(namespace, "fenced", live["metadata"]["uid"])
         assert "fenced" not in cluster.policies(namespace)
+        cluster.kube.apply_policy({**policy, "metadata": {**policy["metadata"], "name": "admin"}}, None)  # not fenced
     finally:
         leases.delete_namespaced_lease("apptopology-operator", OPERATOR_NAMESPACE)
 
