@@ -332,7 +332,6 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
     # A reader of its own, from the end of the log as it is now (before the namespace exists): scenarios can
     # run side by side (tests/integration/soak.py --parallel).
     env = dataclasses.replace(env, audit=AuditLog(env.cp.env["AUDIT_LOG"], from_end=True))
-    ensure_lease(env.cp)
     namespace = out.namespace = f"j{scenario.seed % 100000}-{uuid.uuid4().hex[:5]}"
     core = client.CoreV1Api(env.cp.api)
     core.create_namespace({"metadata": {"name": namespace}})
@@ -365,22 +364,6 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
             core.delete_namespace(namespace)
         out.seconds = time.monotonic() - started
     return out
-
-
-def ensure_lease(cp: ControlPlane) -> None:
-    """The operator's Lease, holder-less, if there is none: deploy/'s leader fence takes it as its parameter and,
-    without one, the API server refuses every NetworkPolicy write and status update (anyone's: the binding
-    fails before its match conditions are looked at). The suite's replica does not elect, and a leader change
-    deletes the Lease at its end."""
-    leases = client.CoordinationV1Api(cp.api)
-    try:
-        leases.read_namespaced_lease("apptopology-operator", LEASE_NAMESPACE)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-        body = {"metadata": {"name": "apptopology-operator", "namespace": LEASE_NAMESPACE}, "spec": {}}
-        with contextlib.suppress(client.ApiException):  # created meanwhile
-            leases.create_namespaced_lease(LEASE_NAMESPACE, body)
 
 
 def _refusal(
