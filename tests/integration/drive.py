@@ -10,6 +10,11 @@ recorded).
 :data:`KNOWN_FAILING` names the classes of scenario that fail on today's code (issue 17); a scenario in one
 is not run by the CI test (tests/integration/test_random_scenarios.py) and is run by the soak
 (tests/integration/soak.py, which reports it apart). Empty it as the fixes land.
+
+Scenarios of several topologies and a guardrail (scenarios.NEIGHBOUR_EVENTS) run step by step, each settled
+on the expected policies of every topology, and are judged per owner (each topology's policies within its
+revisions, the other's as they are) and as a namespace (:class:`judge.Neighbourhood`: no pod opened beyond
+its own topology's intent).
 """
 
 from __future__ import annotations
@@ -30,10 +35,37 @@ from typing import Any
 
 import yaml
 from harness import Cluster, ControlPlane, Operator, network_policy_admission, wait_for
-from judge import AuditLog, Finding, Judge, Revision, Write, end_state, live_agrees, replay
+from judge import (
+    AuditLog,
+    Combo,
+    Finding,
+    Judge,
+    Neighbourhood,
+    Objects,
+    Revision,
+    State,
+    Write,
+    end_state,
+    live_agrees,
+    replay,
+)
 from kubernetes import client
-from scenarios import TOPOLOGY, Scenario, features, policy, renders
+from scenarios import (
+    NEIGHBOUR,
+    NEIGHBOUR_EVENTS,
+    RAIL_LABEL,
+    TOPOLOGY,
+    Member,
+    Scenario,
+    features,
+    guardrail_doc,
+    intents,
+    namespace_renders,
+    policy,
+    renders,
+)
 
+from apptopology.planner.compare import stored_spec
 from apptopology.planner.plan import Plan, plan
 
 # Scenario classes that fail on today's code, each for one finding of issue 17, not run by the CI test. The
@@ -306,6 +338,9 @@ def run(scenario: Scenario, env: Env, skip: frozenset[str] = frozenset()) -> Out
     env.log.follow(namespace)
     try:
         with contextlib.ExitStack() as stack:
+            if scenario.event in NEIGHBOUR_EVENTS:
+                out.findings += _neighbourhood(env, namespace, scenario, out, stack)
+                return out
             replicas = stack.enter_context(_replicas(env)) if scenario.event == "leader" else None
             for bystander in scenario.bystanders:
                 env.cluster.net.create_namespaced_network_policy(namespace, bystander)
@@ -447,7 +482,7 @@ def _judge(env: Env, namespace: str, scenario: Scenario, uid: str, out: Outcome,
     if out.resumed_at is not None:
         # The new leader had settled before the old one went on: any policy write now is the old leader's (or a
         # repair of what it wrote). A fenced leader sends none after losing the Lease.
-        late = [w.line() for w in writes[out.resumed_at :] if w.by_operator]
+        late = [w.line() for w in writes[out.resumed_at :] if w.by_operator and w.ok]  # a refused one wrote nothing
         if late:
             findings.append(Finding("fence", f"{len(late)} operator writes after the old leader resumed: {late[:6]}"))
     findings += judge.judge(result.states, chain)
@@ -456,6 +491,232 @@ def _judge(env: Env, namespace: str, scenario: Scenario, uid: str, out: Outcome,
         expected["v3"] = revisions[3].policies
     findings += end_state(result, uid, expected[out.expected], out.expected)
     return findings
+
+
+# Several topologies and a guardrail (issue 20) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What the namespace holds after a step: the topology's spec and whether the guardrail applies."""
+
+    label: str
+    spec: dict[str, Any]
+    on: bool
+
+
+def _neighbourhood(
+    env: Env, namespace: str, scenario: Scenario, out: Outcome, stack: contextlib.ExitStack
+) -> list[Finding]:
+    """A ``neighbour`` or ``guardrail`` scenario: the guardrail (selecting the namespace by a label it does not
+    carry yet), the neighbour, the topology at v1; then each step (label the namespace, unlabel it, edit to
+    v2), each settled (the operator's policies are the expected render of every topology, and it is quiet).
+    Then the judge: each topology's states within its chain of revisions (its own policies, the other's as
+    they are), and no state opening a pod beyond its own topology's intent (:class:`judge.Neighbourhood`)."""
+    for bystander in scenario.bystanders:
+        env.cluster.net.create_namespaced_network_policy(namespace, bystander)
+    custom = client.CustomObjectsApi(env.cp.api)
+    if scenario.guardrail is not None:
+        rail = guardrail_doc(scenario.guardrail, namespace)
+        custom.create_cluster_custom_object("apptopology.io", "v1alpha1", "topologyguardrails", rail)
+
+        def unrail() -> None:
+            with contextlib.suppress(client.ApiException):
+                custom.delete_cluster_custom_object(
+                    "apptopology.io", "v1alpha1", "topologyguardrails", rail["metadata"]["name"]
+                )
+
+        stack.callback(unrail)
+    doc = {"apiVersion": "apptopology.io/v1alpha1", "kind": "AppTopology"}
+    uids: dict[str, str] = {}
+    nb = scenario.neighbour
+    if nb is not None:
+        uids[NEIGHBOUR] = env.cluster.create({**doc, "metadata": {"name": NEIGHBOUR}, "spec": nb}, namespace)[
+            "metadata"
+        ]["uid"]
+        _settle_to(env, namespace, _expected_of(scenario, namespace, uids, None, False))
+    uids[TOPOLOGY] = env.cluster.create({**doc, "metadata": {"name": TOPOLOGY}, "spec": scenario.v1}, namespace)[
+        "metadata"
+    ]["uid"]
+    moments = [Moment("v1", scenario.v1, False)]
+    marks: list[int] = []  # the writes logged when each step had settled
+    try:
+        _settle_to(env, namespace, _expected_of(scenario, namespace, uids, moments[-1].spec, False))
+        marks.append(len(env.log.writes(namespace)))
+        core = client.CoreV1Api(env.cp.api)
+        for step in scenario.steps:
+            now = moments[-1]
+            if step == "edit":
+                try:
+                    env.cluster.patch_spec(namespace, TOPOLOGY, scenario.v2)
+                    moments.append(Moment("v2", scenario.v2, now.on))
+                except client.ApiException as exc:
+                    out.notes.append(f"the edit to v2 was refused ({exc.status}): {str(exc.body)[:200]}")
+                    continue
+            else:
+                on = step == "on"
+                core.patch_namespace(namespace, {"metadata": {"labels": {RAIL_LABEL: namespace if on else None}}})
+                moments.append(Moment(now.label, now.spec, on))
+            _settle_to(env, namespace, _expected_of(scenario, namespace, uids, moments[-1].spec, moments[-1].on))
+            marks.append(len(env.log.writes(namespace)))
+    except AssertionError as exc:  # judge what happened all the same
+        out.findings.append(Finding("stuck", str(exc).splitlines()[0][:500]))
+    out.expected = moments[-1].label + ("+rail" if moments[-1].on else "")
+    return _judge_neighbourhood(env, namespace, scenario, uids, moments, marks, out)
+
+
+def _members(
+    scenario: Scenario, uids: dict[str, str], spec: dict[str, Any] | None, on: bool, neighbour_on: bool | None = None
+) -> list[Member]:
+    members = [Member(TOPOLOGY, spec, uids.get(TOPOLOGY, ""), on)]
+    if scenario.neighbour is not None:
+        members.append(
+            Member(NEIGHBOUR, scenario.neighbour, uids[NEIGHBOUR], on if neighbour_on is None else neighbour_on)
+        )
+    return members
+
+
+def _expected_of(
+    scenario: Scenario, namespace: str, uids: dict[str, str], spec: dict[str, Any] | None, on: bool
+) -> dict[str, Objects]:
+    """Topology UID -> the policies the operator should hold for it."""
+    made = namespace_renders(_members(scenario, uids, spec, on), scenario.guardrail, namespace)
+    return {uids[name]: policies for name, policies in made.items()}
+
+
+def _settle_to(env: Env, namespace: str, expected: dict[str, Objects]) -> None:
+    """Until every topology's owned policies are its expected render, and the operator has written no policy
+    in the namespace for QUIET seconds."""
+    want = {uid: {n: stored_spec(p.get("spec")) for n, p in objs.items()} for uid, objs in expected.items()}
+    count, changed = -1, time.monotonic()
+
+    def settled() -> bool:
+        nonlocal count, changed
+        now = _count(env, namespace)
+        if now != count:
+            count, changed = now, time.monotonic()
+        live = env.cluster.policies(namespace).values()
+        for uid, specs in want.items():
+            have = {p["metadata"]["name"]: stored_spec(p.get("spec")) for p in live if _owned_by(p, uid)}
+            if have != specs:
+                return False
+        return time.monotonic() - changed >= QUIET
+
+    wait_for(settled, timeout=CONVERGE, interval=0.1, what=f"the policies of {sorted(want)} as expected")
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(r.get("uid") == uid for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _judge_neighbourhood(
+    env: Env,
+    namespace: str,
+    scenario: Scenario,
+    uids: dict[str, str],
+    moments: list[Moment],
+    marks: list[int],
+    out: Outcome,
+) -> list[Finding]:
+    live, listed_at = _read_live(env, namespace)
+    writes: list[Write] = env.log.writes(namespace)
+    result = replay(writes)
+    out.states = len(result.states)
+    out.writes = sum(1 for w in writes if w.by_operator)
+    rail = scenario.guardrail
+    specs = [scenario.v1, *([scenario.v2] if any(m.label == "v2" for m in moments) else [])]
+    nb = scenario.neighbour
+
+    def tag(label: str, on: bool) -> str:
+        return label + ("+rail" if on else "")
+
+    # The topology: nothing, then each moment; rendered beside the neighbour as the guardrail applies to it
+    # (or, the operator's view of the neighbour lagging, not).
+    mine = [Revision("nothing", {})]
+    for m in moments:
+        made = [
+            namespace_renders(_members(scenario, uids, m.spec, m.on, n_on), rail, namespace)[TOPOLOGY]
+            for n_on in ([m.on, not m.on] if nb is not None else [m.on])
+        ]
+        mine.append(Revision(tag(m.label, m.on), made[0], tuple(made[1:])))
+    seen = [o for s in result.states for o in s.objects.values()]
+    bodies = [{"metadata": {"name": TOPOLOGY}, "spec": {**v, "enforcement": "Enforce"}} for v in specs]
+    if nb is not None:
+        bodies.append({"metadata": {"name": NEIGHBOUR}, "spec": nb})
+    judge = Judge(namespace, bodies, mine, seen, owner_uid=uids[TOPOLOGY])
+    findings = list(result.findings) + live_agrees(result, live, listed_at)
+    findings += judge.judge(result.states)
+    hints: list[tuple[int, int]] = [(p, 0) for p in judge.positions]
+    final = _expected_of(scenario, namespace, uids, moments[-1].spec, moments[-1].on)
+    others = [u for u in uids.values() if u != uids[TOPOLOGY]]
+    findings += end_state(result, uids[TOPOLOGY], final[uids[TOPOLOGY]], out.expected, also=others)
+    # The neighbour: nothing, alone, then beside each moment (beside any revision of the topology: the
+    # operator renders it beside the topology's grant as its cache has it).
+    theirs: list[Revision] = [Revision("nothing", {})]
+    if nb is not None:
+        alone = namespace_renders(_members(scenario, uids, None, False), rail, namespace)[NEIGHBOUR]
+        theirs.append(Revision("alone", alone))
+        for m in moments:
+            made = [
+                namespace_renders(_members(scenario, uids, s, m.on), rail, namespace)[NEIGHBOUR]
+                for s in [m.spec, *(s for s in [None, *specs] if s is not m.spec)]
+            ]
+            theirs.append(Revision(f"{NEIGHBOUR} beside {tag(m.label, m.on)}", made[0], tuple(made[1:])))
+        neighbour = Judge(namespace, bodies, theirs, seen, owner_uid=uids[NEIGHBOUR])
+        neighbour.inventory, neighbour.pairs = judge.inventory, judge.pairs  # one inventory for every check
+        findings += [Finding(f.kind, f"{NEIGHBOUR}: {f.message}") for f in neighbour.judge(result.states)]
+        hints = [(a, b) for (a, _), b in zip(hints, neighbour.positions, strict=True)]
+        findings += end_state(result, uids[NEIGHBOUR], final[uids[NEIGHBOUR]], f"{NEIGHBOUR}'s", also=[uids[TOPOLOGY]])
+    # No state opens a pod beyond its own topology's intent: each combination of the two's revisions.
+    combos: dict[tuple[int, int], Combo] = {}
+    for t, revision in enumerate(mine):
+        moment = moments[t - 1] if t else None
+        for n in range(len(theirs)):
+            n_moment = moments[n - 2] if n >= 2 else None
+            members = [
+                Member(TOPOLOGY, moment.spec if moment else None, uids[TOPOLOGY], bool(moment and moment.on)),
+                *(
+                    [Member(NEIGHBOUR, nb, uids[NEIGHBOUR], bool(n_moment and n_moment.on))]
+                    if nb is not None and n
+                    else []
+                ),
+            ]
+            everyone = namespace_renders(members, rail, namespace)
+            label = f"{revision.label} with {theirs[n].label if nb is not None else 'no neighbour'}"
+            policies = {name: p for objs in everyone.values() for name, p in objs.items()}
+            combos[(t, n)] = Combo(label, tuple(intents(members, rail, namespace)), policies)
+    # A state is judged by the intents of the revisions each topology's judge finds holding it, or of the one
+    # it was at just before (a topology's transition is judged against its old intent as well as its new: a
+    # neighbour raised by a guardrail may isolate before the other topology drops a DNS policy for every pod,
+    # a window in which its pods keep only what they had).
+    holding = _candidates(judge, result.states, marks)
+    theirs_holding = _candidates(neighbour, result.states, marks) if nb is not None else [{0} for _ in result.states]
+    allowed = [{(t, n) for t in a for n in b} for a, b in zip(holding, theirs_holding, strict=True)]
+    findings += Neighbourhood(judge, combos).judge_states(result.states, hints, allowed)
+    return findings
+
+
+def _candidates(judge: Judge, states: list[State], marks: list[int]) -> list[set[int]]:
+    """Per state: the revisions holding it, and those the topology was settled at before and after the step
+    whose writes the state is among (``marks``: the number of writes logged when each step had settled), so
+    that either topology's old or new intent judges the states of a step."""
+    seqs = [s.write.seq if s.write is not None else -1 for s in states]
+
+    def settled_at(mark: int | None) -> set[int]:
+        """The revisions the topology's policies are exactly at in the last state before ``mark``, and the one
+        the judge's chain placed that state in."""
+        last = max((j for j in range(len(states)) if seqs[j] < mark), default=None) if mark is not None else None
+        if last is None:
+            return set()
+        return judge.exactly(states[last]) | ({judge.positions[last]} if judge.positions[last] >= 0 else set())
+
+    out = []
+    for k, state in enumerate(states):
+        start = max((m for m in marks if m <= seqs[k]), default=None)
+        end = min((m for m in marks if m > seqs[k]), default=None)
+        found = judge.holding(state) | settled_at(start) | settled_at(end)
+        out.append(set().union(*(judge.alike(r) for r in found)) if found else found)
+    return out
 
 
 def _read_live(env: Env, namespace: str) -> tuple[list[dict[str, Any]], int]:

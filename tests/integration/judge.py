@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apptopology.analysis.intent import synthesize
-from apptopology.analysis.subject import merge_inventories, synthesize_from_policies
-from apptopology.evaluator import Endpoint, Evaluator, Inventory, PortSet
+from apptopology.analysis.intent import Intent, synthesize
+from apptopology.analysis.namespace import namespace_interactions
+from apptopology.analysis.subject import display_name, merge_inventories, synthesize_from_policies
+from apptopology.api.spec import AppTopology
+from apptopology.evaluator import Endpoint, Evaluator, Inventory, Pod, PortSet
 from apptopology.planner.compare import stored_spec
 from apptopology.render.validation import parse_spec
 
@@ -372,10 +374,17 @@ Connectivity = dict[tuple[Endpoint, Endpoint], PortSet]
 
 @dataclass(frozen=True)
 class Revision:
-    """One revision of the topology: its label and the policies it renders (name -> object; {} for none)."""
+    """One revision of the topology: its label and the policies it renders (name -> object; {} for none);
+    ``variants``: other renders of the same revision (beside a neighbour's other DNS grant), any of which
+    the operator may write."""
 
     label: str
     policies: Objects
+    variants: tuple[Objects, ...] = ()
+
+    @property
+    def renders(self) -> list[Objects]:
+        return [self.policies, *self.variants]
 
 
 class Judge:
@@ -387,14 +396,24 @@ class Judge:
         topologies: Iterable[Mapping[str, Any]],
         revisions: Sequence[Revision],
         extra_policies: Iterable[Mapping[str, Any]] = (),
+        owner_uid: str | None = None,
     ):
+        """``owner_uid``: judge the policies the topology of this UID owns (other topologies' policies, which
+        the same operator writes, count as the namespace's others, as they are in each state); None: every
+        policy the operator wrote is the topology's."""
         self.namespace = namespace
+        self.owner_uid = owner_uid
+        self.positions: list[int] = []  # per state of the last judge(): the revision (index) it was within, or -1
         self.revisions = list(revisions)
         inventories: list[Inventory] = []
-        for body in topologies:
+        bodies = list(topologies)
+        several = len({b["metadata"]["name"] for b in bodies}) > 1
+        for body in bodies:
             meta = body["metadata"]
-            inventories.append(synthesize(parse_spec(meta["name"], namespace, body.get("spec"))))
-        every = [p for r in revisions for p in r.policies.values()] + [dict(p) for p in extra_policies]
+            made = synthesize(parse_spec(meta["name"], namespace, body.get("spec")))
+            # Pods of two topologies' tiers of one name are different pods (their own labels): keep both.
+            inventories.append(_named_after(made, str(meta["name"])) if several else made)
+        every = [p for r in revisions for v in r.renders for p in v.values()] + [dict(p) for p in extra_policies]
         if every:
             inventories.append(synthesize_from_policies([_placed(p, namespace) for p in every]))
         self.inventory = merge_inventories(inventories)
@@ -414,11 +433,47 @@ class Judge:
             self._cache[key] = found
         return found
 
-    def reference(self, revision: Revision, owners: Objects) -> Connectivity:
-        """The revision's render with the namespace's other policies as their owners wrote them (renamed, so
-        a squatter at one of the revision's names counts beside it)."""
-        others = [{**o, "metadata": {**o["metadata"], "name": f"foreign~{n}"}} for n, o in owners.items()]
-        return self.connectivity([*revision.policies.values(), *others])
+    def reference(self, revision: Revision, state: State) -> list[Connectivity]:
+        """The revision's renders, each with the namespace's other policies (renamed, so a squatter at one of
+        the revision's names counts beside it): other people's as they wrote them, other topologies' as they
+        are in ``state``."""
+        theirs = {**self.others(state), **state.owners}
+        others = [{**o, "metadata": {**o["metadata"], "name": f"foreign~{n}"}} for n, o in theirs.items()]
+        return [self.connectivity([*policies.values(), *others]) for policies in revision.renders]
+
+    def ours(self, state: State) -> Objects:
+        """The judged topology's objects in ``state``."""
+        if self.owner_uid is None:
+            return {n: o for n, o in state.objects.items() if n not in state.owners}
+        return {n: o for n, o in state.objects.items() if n not in state.owners and _owned(o, self.owner_uid)}
+
+    def others(self, state: State) -> Objects:
+        """The operator's objects in ``state`` that are not the judged topology's (its neighbours')."""
+        ours = self.ours(state)
+        return {n: o for n, o in state.objects.items() if n not in state.owners and n not in ours}
+
+    def alike(self, revision: int) -> set[int]:
+        """The revisions (indexes) rendering exactly what ``revision`` renders: the record cannot tell them
+        apart (a topology whose spec renders nothing is at "nothing" as far as its policies go)."""
+        mine = self.revisions[revision].policies
+        return {
+            r
+            for r in range(len(self.revisions))
+            if self._exact({n: stored_spec(p.get("spec")) for n, p in mine.items()}, r)
+        }
+
+    def exactly(self, state: State) -> set[int]:
+        """The revisions (indexes) whose render is exactly the judged topology's policies in ``state``."""
+        ours = {n: stored_spec(o.get("spec")) for n, o in self.ours(state).items()}
+        return {r for r in range(len(self.revisions)) if self._exact(ours, r)}
+
+    def holding(self, state: State) -> set[int]:
+        """Every revision (index) ``state`` is within, in any order."""
+        conn = self.connectivity(state.objects.values())
+        return {r for r, revision in enumerate(self.revisions) if self.holds(conn, revision, state)}
+
+    def holds(self, conn: Connectivity, revision: Revision, state: State) -> bool:
+        return any(self.within(conn, ref) for ref in self.reference(revision, state))
 
     @staticmethod
     def within(state: Connectivity, reference: Connectivity) -> bool:
@@ -440,33 +495,30 @@ class Judge:
         "nothing", which holds everything, is left once v1 is in place)."""
         chain = list(range(len(self.revisions))) if chain is None else list(chain)
         findings: list[Finding] = []
+        self.positions = []
         at = 0  # position in the chain
         for state in states:
             self.judged += 1
-            ours = {n: stored_spec(o.get("spec")) for n, o in state.objects.items() if n not in state.owners}
+            ours = {n: stored_spec(o.get("spec")) for n, o in self.ours(state).items()}
             if at + 1 < len(chain) and self._exact(ours, chain[at + 1]) and not self._exact(ours, chain[at]):
                 at += 1  # the next revision is in place: the ones before it are left
             conn = self.connectivity(state.objects.values())
             step = next(
-                (
-                    k
-                    for k in range(at, len(chain))
-                    if self.within(conn, self.reference(self.revisions[chain[k]], state.owners))
-                ),
+                (k for k in range(at, len(chain)) if self.holds(conn, self.revisions[chain[k]], state)),
                 None,
             )
             if step is not None:
                 at = step
+                self.positions.append(chain[at])
                 continue
+            self.positions.append(-1)
             detail = []
             for k in range(at, len(chain)):
                 rev = self.revisions[chain[k]]
-                extra = self.excess(conn, self.reference(rev, state.owners))
+                extra = min((self.excess(conn, ref) for ref in self.reference(rev, state)), key=len)
                 detail.append(f"beyond {rev.label}: {'; '.join(extra[:3])}" + (" ..." if len(extra) > 3 else ""))
             behind = [
-                self.revisions[chain[k]].label
-                for k in range(at)
-                if self.within(conn, self.reference(self.revisions[chain[k]], state.owners))
+                self.revisions[chain[k]].label for k in range(at) if self.holds(conn, self.revisions[chain[k]], state)
             ]
             left = f" (within only {'/'.join(behind)}, which the sequence had left)" if behind else ""
             findings.append(
@@ -480,7 +532,173 @@ class Judge:
         return findings
 
     def _exact(self, ours: Mapping[str, Any], revision: int) -> bool:
-        return dict(ours) == {n: stored_spec(p.get("spec")) for n, p in self.revisions[revision].policies.items()}
+        return any(
+            dict(ours) == {n: stored_spec(p.get("spec")) for n, p in policies.items()}
+            for policies in self.revisions[revision].renders
+        )
+
+
+def _named_after(inventory: Inventory, topology: str) -> Inventory:
+    """The pods of one topology's tiers, named after it (as namespace_interactions names them)."""
+    pods = tuple(
+        Pod(
+            p.namespace,
+            f"{topology}.{p.name}",
+            p.labels,
+            p.ip,
+            p.ports,
+            f"{p.workload} of {topology}" if p.workload and p.workload.startswith("tier ") else p.workload,
+        )
+        for p in inventory.pods
+    )
+    return Inventory(inventory.namespaces, pods, inventory.externals)
+
+
+# Judging neighbours -------------------------------------------------------------------------------------
+
+# (topology, source, destination) -> the ports opened and the rules responsible
+Opened = dict[tuple[str, str, str], tuple[PortSet, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Combo:
+    """The namespace's topologies as enforced at one moment (each at one of its revisions, the guardrail
+    applying to it or not): their intents (as the guardrail narrows them) and every policy the operator wants
+    for them then."""
+
+    label: str
+    intents: tuple[AppTopology, ...]
+    policies: Objects
+
+
+class Neighbourhood:
+    """Judges that no state opens a pod beyond what its own topology (or, for a pod of none, the topologies
+    that isolate it) allows: :func:`namespace_interactions` of the state's policies, each topology judged by
+    the intent of a combo, is empty but for what the combo's own render opens for a pod in the tiers of
+    two topologies (they disagree about it: no rendering can satisfy both). Independent of the renderer
+    otherwise: a render that opens a neighbour's pod is found too. Uses the judge's inventory."""
+
+    def __init__(self, judge: Judge, combos: Mapping[Any, Combo]):
+        self.judge = judge
+        self.combos = dict(combos)
+        self._cache: dict[tuple[Any, str], Opened] = {}
+        self.judged = 0
+        # The topologies each combo holds (by the owner UIDs of its render): a state is judged only against
+        # the combos holding the topologies that own policies in it (a topology left out would leave the
+        # pods it isolates unjudged).
+        self._present = {key: _owners(combo.policies.values()) for key, combo in self.combos.items()}
+        self._shared = {key: self._claimed_twice(combo) for key, combo in self.combos.items()}
+        self._known = frozenset().union(*self._present.values()) if self._present else frozenset()
+
+    def opened(self, key: Any, policies: Iterable[Mapping[str, Any]]) -> Opened:
+        combo = self.combos[key]
+        objects = [_labelled(p, self.judge.namespace) for p in policies]
+        digest = hashlib.sha256(
+            json.dumps(sorted((o["metadata"]["name"], o["spec"]) for o in objects), sort_keys=True).encode()
+        ).hexdigest()
+        found = self._cache.get((key, digest))
+        if found is None:
+            found = {}
+            for i in namespace_interactions(list(combo.intents), objects, self.judge.inventory):
+                found[(i.topology, i.source, i.destination)] = (i.ports, i.responsible)
+            self._cache[(key, digest)] = found
+        return found
+
+    def _claimed_twice(self, combo: Combo) -> frozenset[str]:
+        """The pods (display names) in tiers of two or more of the combo's topologies."""
+        intents = [Intent(t) for t in combo.intents]
+        return frozenset(
+            display_name(e, self.judge.namespace)
+            for e in self.judge.inventory.endpoints
+            if isinstance(e, Pod) and sum(1 for i in intents if i.tiers_of(e)) > 1
+        )
+
+    def beyond(self, key: Any, state: State) -> list[str]:
+        """What ``state`` opens beyond the combo render's openings of pods two topologies claim, and beyond what
+        other people's policies open (as they wrote them)."""
+        others = [{**o, "metadata": {**o["metadata"], "name": f"foreign~{n}"}} for n, o in state.owners.items()]
+        shared = self._shared[key]
+        reference = {
+            pair: ports
+            for pair, (ports, rules) in self.opened(key, [*self.combos[key].policies.values(), *others]).items()
+            if pair[1] in shared or pair[2] in shared or any("/foreign~" in r for r in rules)
+        }
+        now = self.opened(key, state.objects.values())
+        out = []
+        for pair, (ports, rules) in sorted(now.items()):
+            extra = ports.difference(reference.get(pair, PortSet.NONE))
+            if not extra.is_empty:
+                by = f" (allowed by {', '.join(rules[:3])})" if rules else ""
+                out.append(f"{pair[0]}'s {pair[1]} -> {pair[2]} {extra}{by}")
+        return out
+
+    def judge_states(
+        self, states: Sequence[State], hints: Sequence[Any] = (), allowed: Sequence[Iterable[Any]] = ()
+    ) -> list[Finding]:
+        """Each state within some combo, tried from its hint (the combo the revisions' judges placed it in).
+
+        ``allowed``: per state, the combos it may be judged against (those whose every topology's revision
+        holds the state, as that topology's judge found: a topology whose first policies are being written
+        is still at "nothing", its pods its own). Without (or when none is), the combos holding exactly the
+        topologies that own policies in the state."""
+        findings = []
+        for k, state in enumerate(states):
+            self.judged += 1
+            hint = hints[k] if k < len(hints) else None
+            present = _owners(state.objects.values()) & self._known
+            order = [hint] if hint in self.combos else []
+            order += [key for key in self.combos if key != hint]
+            chosen = set(allowed[k]) if k < len(allowed) else set()
+            if chosen & set(order):
+                order = [key for key in order if key in chosen]
+            else:
+                order = [key for key in order if self._present[key] == present]
+            best: tuple[Any, list[str]] | None = None
+            for key in order:
+                extra = self.beyond(key, state)
+                if not extra:
+                    best = None
+                    break
+                if best is None or len(extra) < len(best[1]):
+                    best = (key, extra)
+            if not order:
+                findings.append(
+                    Finding(
+                        "opened",
+                        f"after {state.label()}: no combination of the revisions holds "
+                        f"the topologies owning policies {sorted(present)}",
+                    )
+                )
+            elif best is not None:
+                key, extra = best
+                findings.append(
+                    Finding(
+                        "opened",
+                        f"after {state.label()}: policies {sorted(state.objects)} open pods beyond their own "
+                        f"topology's intent, in every combination of the revisions (nearest "
+                        f"{self.combos[key].label}): {'; '.join(extra[:4])}" + (" ..." if len(extra) > 4 else ""),
+                    )
+                )
+        return findings
+
+
+def _owners(policies: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The UIDs of the topologies (controller ownerReferences) owning any of ``policies``."""
+    return frozenset(
+        str(r.get("uid"))
+        for p in policies
+        for r in (p.get("metadata") or {}).get("ownerReferences") or []
+        if r.get("controller")
+    )
+
+
+def _labelled(policy: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """:func:`_placed`, keeping the labels (which policies are a topology's own, for the attribution)."""
+    out = _placed(policy, namespace)
+    labels = (policy.get("metadata") or {}).get("labels")
+    if labels:
+        out["metadata"]["labels"] = dict(labels)
+    return out
 
 
 def _placed(policy: Mapping[str, Any], namespace: str) -> dict[str, Any]:
@@ -500,9 +718,11 @@ def _endpoint(endpoint: Endpoint) -> str:
 # The end ------------------------------------------------------------------------------------------------
 
 
-def end_state(result: Replay, owner_uid: str, expected: Objects, label: str) -> list[Finding]:
+def end_state(result: Replay, owner_uid: str, expected: Objects, label: str, also: Iterable[str] = ()) -> list[Finding]:
     """The operator's objects at the end are exactly ``expected`` (stored specs, owned by ``owner_uid``), the
-    others are as their owners last wrote them, and nothing else is left (no guard, no orphan)."""
+    others are as their owners last wrote them, and nothing else is left (no guard, no orphan); ``also``: the
+    UIDs of the namespace's other topologies (their objects are judged by their own call)."""
+    neighbours = set(also)
     findings = []
     end = result.end
     last_state = result.states[-1] if result.states else State(None, {}, {})
@@ -520,6 +740,8 @@ def end_state(result: Replay, owner_uid: str, expected: Objects, label: str) -> 
                 )
             continue
         mine = last_state.owners.get(name)
+        if mine is None and any(_owned(obj, uid) for uid in neighbours):
+            continue
         if mine is None:
             findings.append(Finding("end-state", f"{name} is neither owned by the topology nor anyone else's"))
         elif _rv(mine) != _rv(obj):

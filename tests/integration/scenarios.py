@@ -13,6 +13,12 @@ monitoring toggled, DryRun) plus what happens around the change:
   (two electing replicas: the leader SIGSTOPped at that write, the standby takes over and the topology is
   edited to v3, then SIGCONT), or none.
 
+Drawn only when asked for (:data:`NEIGHBOUR_EVENTS`, issue 20): ``neighbour`` (a second AppTopology, NEIGHBOUR,
+whose tiers may select the same pods and whose DNS may differ, while the topology changes to v2) and
+``guardrail`` (a TopologyGuardrail that starts and stops applying as the namespace is labelled and
+unlabelled, the edit to v2 before, between or after; a neighbour most of the time). :func:`namespace_renders`
+is what the operator should hold for every topology at each moment.
+
 :func:`generate` draws all of it from ``random.Random(seed)``: the seed is the whole scenario.
 tests/integration/drive.py runs it on the control plane and judges it with tests/integration/judge.py.
 """
@@ -26,9 +32,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from apptopology.api.guardrail import parse_guardrail
+from apptopology.api.spec import AppTopology
 from apptopology.api.validation import InvalidTopology
 from apptopology.planner.plan import desired_policies
 from apptopology.planner.transition import guard_name
+from apptopology.render import guardrails
+from apptopology.render.facts import OFFLINE, ClusterFacts
+from apptopology.render.renderer import dns_grant, with_neighbours
 from apptopology.render.validation import parse_spec
 
 TOPOLOGY = "app"
@@ -57,6 +68,21 @@ CIDRS = [
     {"cidr": "203.0.113.0/24"},
 ]
 EVENTS = ["none", "refusal", "kill", "edit", "leader"]
+# Scenarios of several topologies and guardrails (issue 20), drawn only when asked for (``generate(seed,
+# NEIGHBOUR_EVENTS)``), so the seeds of EVENTS keep drawing what they drew: ``neighbour`` (a second
+# AppTopology in the namespace while the topology changes), ``guardrail`` (a TopologyGuardrail that starts and
+# stops applying as the namespace is labelled and unlabelled, the topology changing before, between or after,
+# a neighbour there most of the time).
+NEIGHBOUR_EVENTS = ["neighbour", "guardrail"]
+NEIGHBOUR = "nb"
+RAIL_LABEL = "apptopology.io/judge"
+RAILS: list[dict[str, Any]] = [
+    {"requiredDefaultDeny": {"scope": "Namespace"}},
+    {"requiredDefaultDeny": {"scope": "Namespace"}},
+    {"requiredDefaultDeny": {"scope": "Namespace", "ingress": True, "egress": True}},
+    {"requiredDefaultDeny": {"ingress": True, "egress": True}},
+    {"requiredDefaultDeny": {"scope": "Namespace"}, "internetIngress": "Forbid"},
+]
 
 
 # Refusals ---------------------------------------------------------------------------------------------------
@@ -138,6 +164,9 @@ class Scenario:
     feature: Feature | None = None  # what the VAP refuses
     squatters: list[dict[str, Any]] = field(default_factory=list)  # NetworkPolicy objects (no namespace)
     at: float = 0.0  # where in the transition the kill / edit / stop comes: a fraction of its writes
+    neighbour: dict[str, Any] | None = None  # the spec of a second AppTopology (NEIGHBOUR) in the namespace
+    guardrail: dict[str, Any] | None = None  # a TopologyGuardrail's spec (its namespaceSelector is added)
+    steps: list[str] = field(default_factory=list)  # "on", "off" (the guardrail applies / stops), "edit" (v2)
 
     def describe(self) -> str:
         parts = [f"seed {self.seed}", f"v2 = v1 + {', '.join(self.edits) or 'nothing'}"]
@@ -147,17 +176,23 @@ class Scenario:
             parts.append(f"squatters at {self.squat}")
         if self.event == "refusal":
             parts.append(f"refusal by {self.refusal}" + (f" of {self.feature.describe()}" if self.feature else ""))
+        elif self.event in NEIGHBOUR_EVENTS:
+            parts.append("a neighbour topology" if self.neighbour is not None else "no neighbour")
+            if self.guardrail is not None:
+                parts.append(f"guardrail {json.dumps(self.guardrail, sort_keys=True)}; steps {', '.join(self.steps)}")
         elif self.event != "none":
             parts.append(f"{self.event} at {self.at:.2f} of the writes")
         return "; ".join(parts)
 
 
-def body(spec: dict[str, Any], namespace: str, uid: str = "judge", generation: int = 1) -> dict[str, Any]:
+def body(
+    spec: dict[str, Any], namespace: str, uid: str = "judge", generation: int = 1, name: str = TOPOLOGY
+) -> dict[str, Any]:
     """The AppTopology object of ``spec`` (what the API server holds, as far as rendering needs)."""
     return {
         "apiVersion": "apptopology.io/v1alpha1",
         "kind": "AppTopology",
-        "metadata": {"name": TOPOLOGY, "namespace": namespace, "uid": uid, "generation": generation},
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": generation},
         "spec": copy.deepcopy(spec),
     }
 
@@ -167,6 +202,71 @@ def renders(spec: dict[str, Any], namespace: str, uid: str = "judge") -> dict[st
     if spec.get("enforcement") == "DryRun":
         return {}
     return {p["metadata"]["name"]: p for p in desired_policies(body(spec, namespace, uid))}
+
+
+def guardrail_doc(spec: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The scenario's TopologyGuardrail: ``spec`` for the namespace when it carries RAIL_LABEL."""
+    return {
+        "apiVersion": "apptopology.io/v1alpha1",
+        "kind": "TopologyGuardrail",
+        "metadata": {"name": f"judge-{namespace}"},
+        "spec": {"namespaceSelector": {"matchLabels": {RAIL_LABEL: namespace}}, **copy.deepcopy(spec)},
+    }
+
+
+@dataclass(frozen=True)
+class Member:
+    """A topology of the namespace as the operator enforces it at one moment: its spec (None: not there) and
+    whether the guardrail applies to it (``on``: the operator has seen the namespace's label)."""
+
+    name: str
+    spec: dict[str, Any] | None
+    uid: str
+    on: bool = False
+
+
+def _guarded(member: Member, rail: dict[str, Any] | None, namespace: str) -> guardrails.Guarded:
+    assert member.spec is not None
+    rails = [parse_guardrail(guardrail_doc(rail, namespace))] if rail is not None else []
+    labels = {RAIL_LABEL: namespace} if member.on else {}
+    return guardrails.enforce(parse_spec(member.name, namespace, member.spec), rails, labels)
+
+
+def _enforced(member: Member) -> bool:
+    return member.spec is not None and member.spec.get("enforcement") != "DryRun"
+
+
+def intents(members: list[Member], rail: dict[str, Any] | None, namespace: str) -> list[AppTopology]:
+    """What each enforced topology of ``members`` declares as the guardrail narrows it (its pods' own rules)."""
+    return [_guarded(m, rail, namespace).topology for m in members if _enforced(m)]
+
+
+def namespace_renders(
+    members: list[Member], rail: dict[str, Any] | None, namespace: str
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Topology name -> the policies the operator wants for it when the namespace holds ``members``: each
+    narrowed by the guardrail (when it applies to it), rendered beside the others' DNS grants, as the
+    reconciler's guard does (nothing in DryRun)."""
+    guarded = {m.name: _guarded(m, rail, namespace) for m in members if _enforced(m)}
+    grants = {n: dns_grant(g.topology, g.facts) for n, g in guarded.items()}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for member in members:
+        if member.spec is None:
+            continue
+        if member.name not in guarded:
+            out[member.name] = {}
+            continue
+        g = guarded[member.name]
+        others = [grant for n, grant in grants.items() if n != member.name]
+
+        def guard(
+            _t: AppTopology, _f: ClusterFacts, g: guardrails.Guarded = g, others: list[str | None] = others
+        ) -> tuple[AppTopology, ClusterFacts, list[str]]:
+            return g.topology, with_neighbours(g.topology, others, g.facts), []
+
+        made = desired_policies(body(member.spec, namespace, member.uid, name=member.name), OFFLINE, guard)
+        out[member.name] = {p["metadata"]["name"]: p for p in made}
+    return out
 
 
 def valid(spec: dict[str, Any]) -> bool:
@@ -417,10 +517,12 @@ def generate(seed: int, events: tuple[str, ...] = tuple(EVENTS)) -> Scenario:
     scenario.squat = rng.choice(["", "", "", "guards", "guards", "names"])
     choices = [e for e in events if not (dry and e in ("refusal", "edit"))]
     if scenario.squat == "names":
-        choices = [e for e in choices if e in ("none", "kill")]
-    weights = {"none": 3, "refusal": 3, "kill": 3, "edit": 2, "leader": 1}
+        choices = [e for e in choices if e in ("none", "kill")] or [e for e in choices if e in NEIGHBOUR_EVENTS]
+    weights = {"none": 3, "refusal": 3, "kill": 3, "edit": 2, "leader": 1, "neighbour": 3, "guardrail": 4}
     scenario.event = rng.choices(choices, [weights[c] for c in choices])[0] if choices else "none"
     scenario.at = rng.random()
+    if scenario.event in NEIGHBOUR_EVENTS:
+        return _neighbourly(rng, scenario)
     if scenario.event == "refusal":
         scenario.refusal = rng.choice(["vap", "vap", "quota-full", "quota-short"])
         if scenario.refusal == "vap":
@@ -439,6 +541,35 @@ def generate(seed: int, events: tuple[str, ...] = tuple(EVENTS)) -> Scenario:
             old = renders(v1, "judge")
             names += sorted(n for n in renders({**v2, "enforcement": "Enforce"}, "judge") if n not in old)
         scenario.squatters = [policy(n, squatter_spec(rng)) for n in names]
+    return scenario
+
+
+def _neighbourly(rng: random.Random, scenario: Scenario) -> Scenario:
+    """The rest of a ``neighbour`` or ``guardrail`` scenario: a neighbour whose tiers may share selectors (and
+    pods) with the topology's and whose DNS may differ; a guardrail and the order of its flips and the edit
+    (an edit while it applies only when v2 obeys it, else admission refuses the edit)."""
+    scenario.squat, scenario.squatters = "", []
+    if scenario.event == "neighbour" or rng.random() < 0.8:
+        for _ in range(100):
+            spec = draw_topology(rng)
+            if rng.random() < 0.5:  # a tier selecting what one of the topology's tiers selects
+                spec["tiers"][0]["podSelector"] = copy.deepcopy(rng.choice(scenario.v1["tiers"])["podSelector"])
+            if rng.random() < 0.4:
+                spec["dns"] = {"enabled": False}
+            if rng.random() < 0.4:  # the finding-1 shape: both scope Tiers
+                spec["defaultDeny"]["scope"] = "Tiers"
+            if valid(spec):
+                scenario.neighbour = spec
+                break
+    if scenario.event == "neighbour":
+        scenario.steps = ["edit"]
+        return scenario
+    scenario.guardrail = copy.deepcopy(rng.choice(RAILS))
+    orders = [["edit", "on", "off"], ["on", "edit", "off"], ["on", "off", "edit"]]
+    rail = [parse_guardrail(guardrail_doc(scenario.guardrail, "judge"))]
+    if guardrails.check(parse_spec(TOPOLOGY, "judge", scenario.v2), rail, {RAIL_LABEL: "judge"}):
+        orders.remove(["on", "edit", "off"])
+    scenario.steps = rng.choice(orders)
     return scenario
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/integration/soak.py --seed 1000 --count 2000 [--events kill,refusal] [--skip-known]
     .venv/bin/python tests/integration/soak.py --seed 4242 --count 1 -v      # re-run one seed, with its report
+    .venv/bin/python tests/integration/soak.py --seed 1 --count 500 --events neighbour,guardrail  # issue 20's
 
 Starts tests/controlplane/run.sh in a temporary directory (or uses ``--dir``), applies deploy/, runs the operator
 as the suite does, then runs seeds ``SEED .. SEED+COUNT-1`` (tests/integration/scenarios.py) through
@@ -31,7 +32,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from drive import KNOWN_FAILING, Env, Outcome, run  # noqa: E402
 from harness import ROOT, RUN_SH, Cluster, Operator, controlplane_or_skip  # noqa: E402
-from scenarios import EVENTS, generate  # noqa: E402
+from scenarios import EVENTS, NEIGHBOUR_EVENTS, generate  # noqa: E402
 
 
 class Gate:
@@ -75,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=int(time.time()) % 10**6, help="first seed (default: from the clock)")
     p.add_argument("--count", type=int, default=1000, help="scenarios (default 1000)")
-    p.add_argument("--events", default=",".join(EVENTS), help=f"events to draw from (default {','.join(EVENTS)})")
+    p.add_argument(
+        "--events",
+        default=",".join(EVENTS),
+        help=f"events to draw from (default {','.join(EVENTS)}; also {','.join(NEIGHBOUR_EVENTS)}: several "
+        "topologies and a guardrail that starts and stops applying)",
+    )
     p.add_argument("--skip-known", action="store_true", help="do not run the known-failure classes (as CI)")
     p.add_argument("--skip", default="", metavar="CLASSES", help="do not run these classes (comma-separated)")
     p.add_argument("--dir", type=Path, help="control plane directory (default: a temporary one, removed after)")
@@ -88,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="a line per scenario, failing or not")
     args = p.parse_args(argv)
     events = tuple(e for e in args.events.split(",") if e)
-    unknown = set(events) - set(EVENTS)
+    unknown = set(events) - set(EVENTS) - set(NEIGHBOUR_EVENTS)
     if unknown:
-        p.error(f"unknown events {sorted(unknown)} (known: {', '.join(EVENTS)})")
+        p.error(f"unknown events {sorted(unknown)} (known: {', '.join(EVENTS + NEIGHBOUR_EVENTS)})")
 
     base = args.dir or Path(tempfile.mkdtemp(prefix="apptopology-soak-")) / "cp"
     cp = controlplane_or_skip(base)

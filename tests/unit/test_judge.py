@@ -13,8 +13,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from judge import OPERATOR_USER, AuditLog, Judge, Revision, Write, end_state, live_agrees, parse_entry, replay
-from scenarios import Feature, generate, refusable, renders
+from judge import (
+    OPERATOR_USER,
+    AuditLog,
+    Combo,
+    Judge,
+    Neighbourhood,
+    Revision,
+    Write,
+    end_state,
+    live_agrees,
+    parse_entry,
+    replay,
+)
+from scenarios import NEIGHBOUR, TOPOLOGY, Feature, Member, generate, intents, namespace_renders, refusable, renders
 
 from apptopology.planner.transition import states, transition
 
@@ -258,3 +270,102 @@ def test_a_read_between_a_write_and_the_next_delete_sees_the_object() -> None:
     rec.delete("app.tier-web")
     result = replay(rec.writes())
     assert "app.tier-web" in result.at(last) and "app.tier-web" not in result.at(last + 1)
+
+
+# Several topologies and a guardrail (issue 20) -----------------------------------------------------------
+
+NB_UID = "neighbour-uid"
+RAIL = {"requiredDefaultDeny": {"scope": "Namespace"}}
+MINE = {
+    "defaultDeny": {"scope": "Tiers"},
+    "tiers": [{"name": "web", "podSelector": {"matchLabels": {"app": "a-web"}}}],
+    "flows": [{"from": {"anywhere": True}, "to": {"tier": "web"}, "ports": [{"port": 443}]}],
+}
+THEIRS = {
+    "defaultDeny": {"scope": "Tiers"},
+    "dns": {"enabled": False},
+    "tiers": [{"name": "db", "podSelector": {"matchLabels": {"app": "b-db"}}}],
+    "flows": [{"from": {"anywhere": True}, "to": {"tier": "db"}, "ports": [{"port": 5432}]}],
+}
+
+
+def members(on: bool, neighbour: bool = True) -> list[Member]:
+    return [Member(TOPOLOGY, MINE, UID, on), *([Member(NEIGHBOUR, THEIRS, NB_UID, on)] if neighbour else [])]
+
+
+def neighbourhood(rec: Recorder) -> tuple[Judge, Neighbourhood]:
+    """The topology's judge (its policies against off and on, the neighbour's as they are) and the openings
+    judge over the two moments, as tests/integration/drive.py builds them."""
+    ours = {on: namespace_renders(members(on), RAIL, NS)[TOPOLOGY] for on in (False, True)}
+    bodies = [{"metadata": {"name": TOPOLOGY}, "spec": MINE}, {"metadata": {"name": NEIGHBOUR}, "spec": THEIRS}]
+    seen = [o for s in replay(rec.writes()).states for o in s.objects.values()]
+    revisions = [Revision("nothing", {}), Revision("off", ours[False]), Revision("on", ours[True])]
+    judge = Judge(NS, bodies, revisions, seen, owner_uid=UID)
+    combos = {}
+    for mine, theirs in itertools.product((None, False, True), repeat=2):  # each absent, without or with the rail
+        group = [
+            *([Member(TOPOLOGY, MINE, UID, mine)] if mine is not None else []),
+            *([Member(NEIGHBOUR, THEIRS, NB_UID, theirs)] if theirs is not None else []),
+        ]
+        everyone = namespace_renders(group, RAIL, NS)
+        policies = {n: p for objs in everyone.values() for n, p in objs.items()}
+        combos[(mine, theirs)] = Combo(f"{mine}/{theirs}", tuple(intents(group, RAIL, NS)), policies)
+    return judge, Neighbourhood(judge, combos)
+
+
+def moved(rec: Recorder, before: dict[str, Any], after: dict[str, Any], owner: str) -> None:
+    old = {n: p["spec"] for n, p in before.items()}
+    new = {n: p["spec"] for n, p in after.items()}
+    for move in transition(old, new, guard_base=owner):
+        rec.put(move.name, move.spec, owner=owner) if move.spec is not None else rec.delete(move.name)
+
+
+def test_a_guardrails_dns_for_every_pod_opening_the_neighbours_pods_is_found() -> None:
+    """Issue 20, finding 1, as the judge sees it: the guardrail raises both topologies to scope Namespace;
+    the operator must not write the topology's allow-dns selecting every pod (the neighbour's pods, whose
+    own topology denies them DNS, would get it). The neighbour-safe order passes; that policy is an opening,
+    and the topology's own judge (the neighbour's policies as they are) finds it outside both revisions."""
+    rec = Recorder()
+    off, on = namespace_renders(members(False), RAIL, NS), namespace_renders(members(True), RAIL, NS)
+    assert f"{TOPOLOGY}.allow-dns" not in on[TOPOLOGY]  # neighbour-safe: DNS per tier
+    moved(rec, {}, off[NEIGHBOUR], NB_UID)
+    moved(rec, {}, off[TOPOLOGY], UID)
+    moved(rec, off[NEIGHBOUR], on[NEIGHBOUR], NB_UID)
+    moved(rec, off[TOPOLOGY], on[TOPOLOGY], UID)
+    judge, openings = neighbourhood(rec)
+    states = replay(rec.writes()).states
+    assert judge.judge(states) == [] and openings.judge_states(states) == []
+    assert openings.judged == len(states)
+    # Rendered as if alone (the check of one topology only): N.allow-dns with podSelector {}.
+    alone = namespace_renders(members(True, neighbour=False), RAIL, NS)[TOPOLOGY]
+    dns = alone[f"{TOPOLOGY}.allow-dns"]
+    assert dns["spec"]["podSelector"] == {}
+    rec.put(dns["metadata"]["name"], dns["spec"], owner=UID)
+    judge, openings = neighbourhood(rec)
+    states = replay(rec.writes()).states
+    found = openings.judge_states(states)
+    assert [f.kind for f in found] == ["opened"], found
+    assert f"{NEIGHBOUR}'s" in found[0].message and "UDP/53" in found[0].message, found[0].message
+    outside = judge.judge(states)
+    assert [f.kind for f in outside] == ["outside"] and "allow-dns" in outside[0].message, outside
+
+
+def test_the_neighbours_policies_are_not_the_topologys_own() -> None:
+    """Attributed by owner: the neighbour's policies, written by the same operator, are in the reference as
+    they are (attributed to "the operator" as a whole they would be taken for the topology's), and the end
+    state of one topology does not count the other's policies as orphans."""
+    rec = Recorder()
+    off = namespace_renders(members(False), RAIL, NS)
+    moved(rec, {}, off[NEIGHBOUR], NB_UID)
+    moved(rec, {}, off[TOPOLOGY], UID)
+    judge, _ = neighbourhood(rec)
+    states = replay(rec.writes()).states
+    assert judge.judge(states) == []
+    assert sorted(judge.ours(states[-1])) == sorted(off[TOPOLOGY])
+    assert sorted(judge.others(states[-1])) == sorted(off[NEIGHBOUR])
+    whole = Judge(NS, [{"metadata": {"name": TOPOLOGY}, "spec": MINE}], judge.revisions)
+    assert sorted(whole.ours(states[-1])) == sorted({**off[TOPOLOGY], **off[NEIGHBOUR]})  # by "the operator"
+    assert end_state(replay(rec.writes()), UID, off[TOPOLOGY], "off", also=[NB_UID]) == []
+    assert [f.kind for f in end_state(replay(rec.writes()), UID, off[TOPOLOGY], "off")] == ["end-state"] * len(
+        off[NEIGHBOUR]
+    )
