@@ -95,7 +95,16 @@ up() {
            die "kind create cluster failed (node logs: $STATE/logs)"; }
     log "kind create cluster: $((SECONDS - t))s"
     local cidr service_cidr kr_version
-    cidr="$("${kubectl[@]}" get nodes -o jsonpath='{.items[0].spec.podCIDR}')"
+    # The controller-manager assigns the node its pod CIDR a moment after the node registers: wait for it
+    # (read at once, it was empty in one run, and the CNI config got no subnet).
+    local i
+    cidr=""
+    for i in $(seq 1 120); do
+      cidr="$("${kubectl[@]}" get nodes -o jsonpath='{.items[0].spec.podCIDR}' 2>/dev/null || true)"
+      [[ -n "$cidr" ]] && break
+      sleep 1
+    done
+    [[ -n "$cidr" ]] || die "the node got no pod CIDR within 120 s (node logs: $STATE/logs)"
     service_cidr="$(awk '/serviceSubnet/ {print $2; exit}' <("${kubectl[@]}" -n kube-system get cm kubeadm-config -o jsonpath='{.data.ClusterConfiguration}') | tr -d '"')"
     kr_version="$(basename "$(dirname "$KR_BIN")")"
     sed -e "s#@POD_CIDR@#$cidr#" -e "s#@SERVICE_CIDR@#$service_cidr#" \
