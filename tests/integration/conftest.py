@@ -27,6 +27,8 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
         # namespace, RBAC, Deployment, admission policy.
         cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
+        # The optional leader fence (deploy/components/leader-fence), for the leader-change tests.
+        cp.kubectl("apply", "-f", str(ROOT / "deploy" / "components" / "leader-fence" / "leader-fence.yaml"))
         cp.kubectl(
             "wait",
             "--for=condition=Established",

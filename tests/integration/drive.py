@@ -72,7 +72,8 @@ from apptopology.planner.plan import Plan, plan
 # lead empties this set as the fixes land; the CI test then runs (and judges) those scenarios too. Emptied so
 # far: "dry-run-delete" (a dry run of a delete deleted) and "guard-squatter" (a squatter at a transient guard
 # name was adopted and deleted, or blocked the change), fixed on main at 2c12e65; "leader-change" (one write of
-# a paused old leader landed after the new leader's), closed by deploy/'s leader fence on the API server.
+# a paused old leader landed after the new leader's), closed on the API server by the optional leader fence
+# (deploy/components/leader-fence), which the suite installs.
 KNOWN_FAILING: frozenset[str] = frozenset()
 
 LEASE_NAMESPACE = "apptopology-system"

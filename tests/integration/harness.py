@@ -125,7 +125,8 @@ OPERATOR_NAMESPACE = "apptopology-system"
 def pod_kubeconfig(cp: ControlPlane, pod: str) -> str:
     """A kubeconfig for the operator's ServiceAccount as a pod of it has it: a token bound to the Pod object
     ``pod`` (created if missing; never scheduled, the control plane has no nodes). The API server puts the
-    pod's name in the request's user info, which deploy/'s leader fence compares with the Lease's holder."""
+    pod's name in the request's user info, which the leader fence (deploy/components/leader-fence) compares
+    with the Lease's holder."""
     core = client.CoreV1Api(cp.api)
     try:
         uid = core.read_namespaced_pod(pod, OPERATOR_NAMESPACE).metadata.uid

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(ROOT / "deploy"))
+        cp.kubectl("apply", "-f", str(ROOT / "deploy" / "components" / "leader-fence" / "leader-fence.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "crd/apptopologies.apptopology.io", "--timeout=60s")
         operator = Operator(cp)
         operator.start()

@@ -207,8 +207,9 @@ def test_a_paused_leader_sends_nothing_after_it_resumes(
     """Issue 17, finding 4: a leader paused in the middle of a plan (SIGSTOP past the lease duration) kept
     writing that plan when it resumed, interleaved with the new leader's writes for the same names (121
     requests). Every write now passes the lease fence right before the socket, and the one request a pause
-    can catch between that check and the socket is refused by the API server (deploy/'s leader fence: the
-    pod is not the Lease's holder). After SIGCONT the server accepts nothing from the old leader (audit log)."""
+    can catch between that check and the socket is refused by the API server (the optional leader fence,
+    deploy/components/leader-fence, which the suite installs: the pod is not the Lease's holder). After SIGCONT
+    the server accepts nothing from the old leader (audit log)."""
     first = wait_for(lambda: leader(replicas), timeout=30, what="a leader")
     standby = next(r for r in replicas if r is not first)
     assert first.proc is not None
@@ -272,9 +273,10 @@ def test_a_paused_leader_sends_nothing_after_it_resumes(
 def test_the_api_server_refuses_writes_from_a_pod_that_does_not_hold_the_lease(
     cluster: Cluster, controlplane: ControlPlane, namespace: str
 ) -> None:
-    """deploy/'s leader fence (a ValidatingAdmissionPolicy whose parameter is the Lease): a NetworkPolicy or
-    status write from an operator pod is admitted only while that pod holds the Lease, dry runs included. The
-    client's own check cannot close the window between the check and the socket; this does, on the server."""
+    """The optional leader fence (deploy/components/leader-fence, a ValidatingAdmissionPolicy whose parameter is
+    the Lease): a NetworkPolicy or status write from an operator pod is admitted only while that pod holds the
+    Lease, dry runs included. The client's own check cannot close the window between the check and the socket;
+    this does, on the server."""
     pods = {
         x: Kube(config.new_client_from_config(pod_kubeconfig(controlplane, f"apptopology-operator-{x}"))) for x in "ab"
     }

@@ -151,16 +151,23 @@ def test_guardrail_admission_follows_the_kubernetes_version() -> None:
     assert guardrails not in _policies(template("--set", "guardrailAdmission.enabled=false"))
 
 
-def test_the_leader_fence_comes_with_leader_election_and_names_the_release_namespace() -> None:
-    """Without a Lease the fence would refuse every write of an operator pod: it exists only with election."""
+def test_the_leader_fence_is_opt_in_comes_with_leader_election_and_names_the_release_namespace() -> None:
+    """Off by default (an uninstall and reinstall freezes the API server's copy of the Lease); without a Lease
+    holder of its own it would refuse every write of an operator pod: it exists only with election."""
     fence = "apptopology-leader-fence"
-    assert fence in _policies(template(kube_version="1.31.0"))
-    assert fence not in _policies(template("--set", "leaderElection.enabled=false", "--set", "replicas=1"))
-    objects = template(namespace="netsec")
+    assert fence not in _policies(template())
+    on = ("--set", "leaderElection.fence=true")
+    assert fence in _policies(template(*on, kube_version="1.31.0"))
+    assert fence not in _policies(template(*on, "--set", "leaderElection.enabled=false", "--set", "replicas=1"))
+    objects = template(*on, namespace="netsec")
     (policy,) = [o for o in objects if o["metadata"]["name"] == fence and o["kind"] == "ValidatingAdmissionPolicy"]
     (binding,) = [o for o in objects if o["metadata"]["name"] == fence and o["kind"].endswith("Binding")]
     assert "'system:serviceaccount:netsec:apptopology-operator'" in policy["spec"]["matchConditions"][0]["expression"]
     assert binding["spec"]["paramRef"]["namespace"] == "netsec"
+    component = [
+        d for d in yaml.safe_load_all((DEPLOY / "components" / "leader-fence" / "leader-fence.yaml").read_text()) if d
+    ]
+    assert {o["kind"] for o in component} == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def test_argocd_health_configmap_carries_the_lua() -> None:

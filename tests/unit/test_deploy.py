@@ -108,8 +108,6 @@ def test_installs_exactly_these_objects() -> None:
     assert sorted((k[1], k[2], k[3]) for k in BY_KEY) == sorted(
         [
             ("ValidatingAdmissionPolicy", "", "apptopology-guardrails"),
-            ("ValidatingAdmissionPolicy", "", "apptopology-leader-fence"),
-            ("ValidatingAdmissionPolicyBinding", "", "apptopology-leader-fence"),
             ("ValidatingAdmissionPolicyBinding", "", "apptopology-guardrails"),
             ("Namespace", "", NAMESPACE),
             ("ServiceAccount", NAMESPACE, SA),

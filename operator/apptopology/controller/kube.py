@@ -84,7 +84,7 @@ def _message(exc: ApiException) -> str:
 
 
 LEADER_FENCE = "apptopology leader fence:"
-"""How the ValidatingAdmissionPolicy apptopology-leader-fence (deploy/leader-election.yaml) starts its refusals."""
+"""How the ValidatingAdmissionPolicy apptopology-leader-fence (deploy/components/leader-fence) starts its refusals."""
 
 
 @contextlib.contextmanager
@@ -94,7 +94,8 @@ def _api_errors() -> Iterator[None]:
     except ApiException as exc:
         message = _message(exc)
         if LEADER_FENCE in message:
-            # deploy/'s fence refused a write: another pod holds the Lease in the server's view. Right after
+            # The optional leader fence (deploy/components/leader-fence) refused a write: another pod holds
+            # the Lease in the server's view. Right after
             # this replica took the Lease, the server's copy of it may lag by a moment: retry; a replica that
             # really lost the Lease stops at its own fence (Fenced) on the next attempt.
             raise ApiError(409, "Conflict", message) from exc
